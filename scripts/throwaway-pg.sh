@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Source this: starts a throwaway PostgreSQL 15 cluster in a temporary
+# directory and stops and removes it when the calling script exits.
+# As root, the cluster belongs to the `postgres` OS user (initdb refuses root).
+# Sets PGHOST, PGPORT, PGUSER, PGDATABASE for psql, and defines `as_pg_user`.
+PGBIN=/usr/lib/postgresql/15/bin
+PG_TMP=$(mktemp -d /tmp/fsm-pg.XXXXXX)
+export PGPORT=${FSM_PGPORT:-$((20000 + RANDOM % 20000))}
+export PGHOST=$PG_TMP
+export PGDATABASE=postgres
+
+as_pg_user() {
+  if [ "$(id -u)" -eq 0 ]; then sudo -u postgres -E env PATH="$PATH" "$@"; else "$@"; fi
+}
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres "$PG_TMP"
+  export PGUSER=postgres
+else
+  export PGUSER=$(id -un)
+fi
+
+stop_throwaway_pg() {
+  as_pg_user "$PGBIN/pg_ctl" -D "$PG_TMP/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$PG_TMP"
+}
+trap stop_throwaway_pg EXIT
+
+as_pg_user "$PGBIN/initdb" -D "$PG_TMP/data" -A trust -U "$PGUSER" >/dev/null
+as_pg_user "$PGBIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
+  -o "-p $PGPORT -k $PG_TMP -c listen_addresses='' -c fsync=off" start >/dev/null

@@ -1,0 +1,89 @@
+-- fsm catalog: machines and bindings, and the views users read them through.
+-- Everything here is extension configuration: pg_dump brings it back.
+
+CREATE TABLE fsm.machine (
+    name       text PRIMARY KEY,
+    version    integer NOT NULL CHECK (version > 0),
+    definition jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE fsm.machine IS 'fsm machines: the normalized definition of each, and its version';
+
+-- The expanded model, written by fsm.create_machine from the compiled machine.
+CREATE TABLE fsm.machine_state (
+    machine  text NOT NULL REFERENCES fsm.machine (name) ON DELETE CASCADE,
+    position integer NOT NULL,
+    state    text NOT NULL,
+    initial  boolean NOT NULL,
+    final    boolean NOT NULL,
+    meta     jsonb,
+    PRIMARY KEY (machine, state)
+);
+
+CREATE TABLE fsm.machine_transition (
+    machine    text NOT NULL REFERENCES fsm.machine (name) ON DELETE CASCADE,
+    event      text NOT NULL,
+    from_state text NOT NULL,
+    to_state   text NOT NULL,
+    PRIMARY KEY (machine, event, from_state, to_state)
+);
+
+CREATE TABLE fsm.binding (
+    tbl     regclass NOT NULL,
+    col     name NOT NULL,
+    machine text NOT NULL REFERENCES fsm.machine (name),
+    history regclass NOT NULL,
+    protect boolean NOT NULL DEFAULT false,
+    notify  text,
+    PRIMARY KEY (tbl, col)
+);
+CREATE INDEX ON fsm.binding (machine);
+COMMENT ON TABLE fsm.binding IS 'fsm bindings: which machine governs which table column';
+
+SELECT pg_catalog.pg_extension_config_dump('fsm.machine', '');
+SELECT pg_catalog.pg_extension_config_dump('fsm.machine_state', '');
+SELECT pg_catalog.pg_extension_config_dump('fsm.machine_transition', '');
+SELECT pg_catalog.pg_extension_config_dump('fsm.binding', '');
+
+CREATE VIEW fsm.machines AS
+    SELECT name, version, definition FROM fsm.machine;
+
+CREATE VIEW fsm.states AS
+    SELECT machine, state, initial, final, meta FROM fsm.machine_state;
+
+CREATE VIEW fsm.transitions AS
+    SELECT machine, event, from_state, to_state FROM fsm.machine_transition;
+
+CREATE VIEW fsm.bindings AS
+    SELECT tbl, col, machine, history, protect, notify FROM fsm.binding;
+
+-- Definitions are not secret, and the trigger reads them as the caller.
+GRANT USAGE ON SCHEMA fsm TO PUBLIC;
+GRANT SELECT ON fsm.machine, fsm.machine_state, fsm.machine_transition, fsm.binding TO PUBLIC;
+GRANT SELECT ON fsm.machines, fsm.states, fsm.transitions, fsm.bindings TO PUBLIC;
+
+-- The row trigger (src/enforce.rs).
+CREATE FUNCTION fsm.enforce() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', 'fsm_enforce';
+COMMENT ON FUNCTION fsm.enforce() IS 'fsm: enforces a bound machine on INSERT and UPDATE; created by fsm.attach()';
+
+-- History tables are append-only for everyone.
+CREATE FUNCTION fsm.refuse_history_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'fsm history table %.% is append-only: % is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'History rows are only appended, by fsm. fsm.detach(tbl, col, drop_history => true) removes a history.';
+END
+$$;
+
+-- A dropped table takes its bindings with it.
+CREATE FUNCTION fsm.forget_dropped_tables() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM fsm.binding b
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND d.objsubid = 0
+       AND d.objid = b.tbl::pg_catalog.oid;
+END
+$$;
+CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.forget_dropped_tables();

@@ -1,0 +1,230 @@
+//! `fsm.fire`: perform a named event on one entity.
+//!
+//! `fire` locks the row, checks the event (expected state, source state,
+//! target, roles, payload, guard), then UPDATEs the row as the caller, so
+//! row level security and the table's other triggers apply. The trigger is
+//! told which event it is seeing (see `enforce::FireContext`) and records it
+//! with the payload instead of checking it a second time.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::{AnyElement, JsonB, PgRelation};
+
+use crate::catalog::{self, Binding};
+use crate::enforce::{check_requirements, run_action, FireContext, FireScope, Subject};
+use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
+use crate::history::{self, Entry};
+use crate::machines::quote_ident;
+
+/// Fires `event` on the row of `tbl` whose key is `key`; returns the new state.
+///
+/// # Errors
+/// P0002 no such key; 42704 unknown event or no machine attached; 40001
+/// `expect` differs from the current state; 55000 event not allowed from the
+/// current state; 22023 payload fails its schema or `to` is not a target;
+/// 42501 role missing; 23514 guard said no.
+#[pg_extern(volatile)]
+fn fire(
+    tbl: PgRelation,
+    key: Option<AnyElement>,
+    event: &str,
+    payload: default!(Option<JsonB>, "NULL"),
+    expect: default!(Option<&str>, "NULL"),
+    to: default!(Option<&str>, "NULL"),
+) -> SqlResult<String> {
+    let tbl = tbl.oid();
+    let bindings = catalog::table_bindings(tbl)?;
+    let binding = match bindings.as_slice() {
+        [] => {
+            return Err(FsmError::new(
+                ErrorKind::UndefinedObject,
+                format!("no machine is attached to {}", table_text(tbl)),
+            )
+            .hint("Attach one with fsm.attach(table, column, machine).")
+            .into())
+        }
+        [one] => one,
+        several => several
+            .iter()
+            .find(|b| b.machine.event_id(event).is_some())
+            .unwrap_or(&several[0]),
+    };
+    let payload = payload.map(|p| p.0);
+    Ok(fire_on(binding, key, event, payload, expect, to)?)
+}
+
+fn table_text(tbl: pg_sys::Oid) -> String {
+    catalog::datum_text(pg_sys::Datum::from(tbl), pg_sys::REGCLASSOID)
+}
+
+fn fire_on(
+    b: &Binding,
+    key: Option<AnyElement>,
+    event: &str,
+    payload: Option<serde_json::Value>,
+    expect: Option<&str>,
+    to: Option<&str>,
+) -> FsmResult<String> {
+    let machine = &b.machine;
+    let event_id = machine.event_id(event);
+    let needs_row =
+        event_id.is_some_and(|e| b.runtime(e).guard.is_some() || b.runtime(e).action.is_some());
+    let key_type = crate::catalog::datum_text(pg_sys::Datum::from(b.key_type), pg_sys::REGTYPEOID);
+    let (column, key_column) = (quote_ident(&b.column), quote_ident(&b.key_column));
+    let lock = format!(
+        "SELECT t.{column}::text, t.{key_column}, {row} FROM {table} t WHERE t.{key_column} = $1::{key_type} FOR NO KEY UPDATE",
+        row = if needs_row { "t" } else { "NULL::record" },
+        table = b.table_sql,
+    );
+    let Some(key) = key else {
+        return Err(FsmError::new(
+            ErrorKind::KeyNotFound,
+            format!(
+                "key must not be NULL (table {}, event \"{event}\")",
+                b.table
+            ),
+        ));
+    };
+    Spi::connect_mut(|client| {
+        // SAFETY: the datum and its type come together from the call's argument.
+        let key_arg = unsafe { DatumWithOid::new(key, key.oid()) };
+        let locked = client.update(&lock, Some(1), &[key_arg])?;
+        if locked.is_empty() {
+            let shown = catalog::datum_text(key.datum(), key.oid());
+            return Err(FsmError::new(
+                ErrorKind::KeyNotFound,
+                format!("no row of {} has key {shown} (event \"{event}\")", b.table),
+            ));
+        }
+        let row = locked.first();
+        let state: String = row.get(1)?.unwrap_or_default();
+        let table_key = row
+            .get_datum_by_ordinal(2)?
+            .unwrap_or(pg_sys::Datum::from(0));
+        let subject = Subject {
+            binding: b,
+            key: table_key,
+            state: &state,
+        };
+
+        if let Some(expected) = expect {
+            if expected != state {
+                return Err(FsmError::new(
+                    ErrorKind::ExpectMismatch,
+                    format!("expected state \"{expected}\" but found \"{state}\" for event \"{event}\" {}", subject.at()),
+                )
+                .hint("Another transaction moved it: read the state again and retry."));
+            }
+        }
+        let Some(event_id) = event_id else {
+            return Err(subject.refuse(
+                ErrorKind::UndefinedObject,
+                format!(
+                    "event \"{event}\" is not an event of machine \"{}\"",
+                    b.machine_name
+                ),
+            ));
+        };
+        let Some(from) = machine.state_id(&state) else {
+            return Err(subject.refuse(
+                ErrorKind::NotAllowed,
+                format!(
+                    "\"{state}\" is not a state of machine \"{}\"",
+                    b.machine_name
+                ),
+            ));
+        };
+        let targets = machine.targets(from, event_id);
+        let target = match (targets, to) {
+            ([], _) => {
+                return Err(subject.refuse(
+                    ErrorKind::NotAllowed,
+                    format!("event \"{event}\" is not allowed from state \"{state}\""),
+                ))
+            }
+            (_, Some(wanted)) => match machine.state_id(wanted).filter(|s| targets.contains(s)) {
+                Some(t) => t,
+                None => {
+                    return Err(FsmError::new(
+                        ErrorKind::InvalidParameter,
+                        format!(
+                            "\"{wanted}\" is not a target of event \"{event}\" {}",
+                            subject.at()
+                        ),
+                    )
+                    .hint(target_hint(b, targets)))
+                }
+            },
+            ([only], None) => *only,
+            (_, None) => {
+                return Err(FsmError::new(
+                    ErrorKind::InvalidParameter,
+                    format!(
+                        "event \"{event}\" has several targets: choose one with \"to\" {}",
+                        subject.at()
+                    ),
+                )
+                .hint(target_hint(b, targets)))
+            }
+        };
+        check_requirements(&subject, event_id, payload.as_ref(), || {
+            row.get_datum_by_ordinal(3)
+                .ok()
+                .flatten()
+                .unwrap_or(pg_sys::Datum::from(0))
+        })?;
+
+        let target_name = machine.state(target).name.clone();
+        if target == from {
+            // A self-transition changes no column, so no trigger sees it:
+            // record it here.
+            history::append(
+                b,
+                &Entry {
+                    key: table_key,
+                    event: Some(event),
+                    from: Some(&state),
+                    to: &target_name,
+                    payload: payload.as_ref(),
+                },
+            );
+            run_action(b, event_id, payload.as_ref(), || {
+                row.get_datum_by_ordinal(3)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(pg_sys::Datum::from(0))
+            });
+            return Ok(target_name);
+        }
+        let _scope = FireScope::enter(FireContext {
+            relid: b.relid,
+            attnum: b.attnum,
+            from,
+            to: target,
+            event: event_id,
+            payload,
+        });
+        let update = format!(
+            "UPDATE {} t SET {column} = $2 WHERE t.{key_column} = $1::{key_type}",
+            b.table_sql
+        );
+        // SAFETY: the key datum and its type come from the same argument.
+        let key_arg = unsafe { DatumWithOid::new(key, key.oid()) };
+        let updated = client.update(&update, None, &[key_arg, target_name.as_str().into()])?;
+        if updated.is_empty() {
+            return Err(subject.refuse(
+                ErrorKind::InsufficientPrivilege,
+                format!("event \"{event}\" could not update the row: a row level security policy or a trigger skipped it"),
+            ));
+        }
+        Ok(target_name)
+    })
+}
+
+fn target_hint(b: &Binding, targets: &[crate::machine::StateId]) -> String {
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|&t| b.machine.state(t).name.as_str())
+        .collect();
+    format!("Targets: {}.", names.join(", "))
+}

@@ -1,0 +1,96 @@
+//! Diagrams of a machine: Graphviz DOT and Mermaid `stateDiagram-v2`.
+//!
+//! Names may hold any printable character, so both renderings quote or
+//! alias them rather than trusting them as identifiers.
+
+use super::compiled::Machine;
+
+/// Graphviz: the initial state is pointed at by a dot, final states are
+/// double-bordered, each transition is an edge labelled by its event.
+pub fn to_dot(name: &str, m: &Machine) -> String {
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        dot_quote(name)
+    );
+    out.push_str("  \"[*]\" [shape=point, label=\"\"];\n");
+    for s in &m.states {
+        if s.is_final {
+            out.push_str(&format!("  {} [peripheries=2];\n", dot_quote(&s.name)));
+        } else {
+            out.push_str(&format!("  {};\n", dot_quote(&s.name)));
+        }
+    }
+    out.push_str(&format!(
+        "  \"[*]\" -> {};\n",
+        dot_quote(&m.state(m.initial).name)
+    ));
+    for t in m.transitions() {
+        out.push_str(&format!(
+            "  {} -> {} [label={}];\n",
+            dot_quote(&m.state(t.from).name),
+            dot_quote(&m.state(t.to).name),
+            dot_quote(&m.event(t.event).name)
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn dot_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Mermaid: states whose names are not plain identifiers are declared with
+/// an alias (`state "in review" as s3`), so any name renders.
+pub fn to_mermaid(m: &Machine) -> String {
+    let id = |i: usize| {
+        let name = &m.states[i].name;
+        if is_plain(name) {
+            name.clone()
+        } else {
+            format!("s{i}")
+        }
+    };
+    let mut out = String::from("stateDiagram-v2\n");
+    for (i, s) in m.states.iter().enumerate() {
+        if !is_plain(&s.name) {
+            out.push_str(&format!(
+                "    state \"{}\" as {}\n",
+                mermaid_text(&s.name),
+                id(i)
+            ));
+        }
+    }
+    out.push_str(&format!("    [*] --> {}\n", id(m.initial as usize)));
+    for t in m.transitions() {
+        out.push_str(&format!(
+            "    {} --> {} : {}\n",
+            id(t.from as usize),
+            id(t.to as usize),
+            mermaid_text(&m.event(t.event).name)
+        ));
+    }
+    for (i, s) in m.states.iter().enumerate() {
+        if s.is_final {
+            out.push_str(&format!("    {} --> [*]\n", id(i)));
+        }
+    }
+    out
+}
+
+fn is_plain(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s != "end"
+        && s != "state"
+}
+
+/// Mermaid has no escape for quotes or colons inside labels: use its
+/// entity codes.
+fn mermaid_text(s: &str) -> String {
+    s.replace('#', "#35;")
+        .replace('"', "#quot;")
+        .replace(':', "#58;")
+        .replace(';', "#59;")
+}

@@ -1,0 +1,51 @@
+//! Session settings: `fsm.actor` (recorded on every history row) and
+//! `fsm.event` (names the event of a plain UPDATE when several fit).
+//!
+//! Both are ordinary GUCs, so `SET`, `SET LOCAL` and `ALTER ROLE … SET` work,
+//! and a `SET` issued before the library is loaded is kept.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+pub static ACTOR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static EVENT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+pub fn register() {
+    GucRegistry::define_string_guc(
+        c"fsm.actor",
+        c"Who is acting: recorded as `actor` on every fsm history row.",
+        c"Set it per session or per transaction (SET LOCAL), e.g. to the application user.",
+        &ACTOR,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"fsm.event",
+        c"The event a plain UPDATE performs when several events lead from the old to the new state.",
+        c"Ignored when exactly one event fits; an error when it names an event that does not fit.",
+        &EVENT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// The setting's value, or `None` when unset or empty.
+pub fn get(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether the setting is set to exactly `value`, without allocating.
+pub fn equals(setting: &GucSetting<Option<CString>>, value: &str) -> bool {
+    let ptr = unsafe { *setting.as_ptr() };
+    if ptr.is_null() {
+        return false;
+    }
+    // SAFETY: a non-null string GUC value is a NUL-terminated string owned by
+    // the GUC machinery and valid until the setting changes, which cannot
+    // happen while we read it.
+    unsafe { CStr::from_ptr(ptr) }.to_bytes() == value.as_bytes()
+}

@@ -1,0 +1,106 @@
+//! A thin layer over raw SPI for the hot path: plans prepared once per
+//! backend and kept (`SPI_keepplan`), executed with raw datums.
+//!
+//! pgrx's `OwnedPreparedStatement` hides the plan pointer and wants pgrx
+//! datum wrappers; the trigger already holds raw `Datum`s from the tuple, so
+//! it passes them straight through here.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+use pgrx::pg_sys;
+
+/// Runs `f` inside an SPI connection: allocations made in it (text datums,
+/// result tuples) are freed when it returns.
+pub fn connected<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: SPI_connect/SPI_finish bracket the closure; an ERROR inside
+    // unwinds past SPI_finish and SPI is cleaned up at (sub)transaction abort.
+    unsafe {
+        if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+            pgrx::error!("fsm: SPI_connect failed");
+        }
+    }
+    let result = f();
+    unsafe {
+        pg_sys::SPI_finish();
+    }
+    result
+}
+
+/// A plan that lives as long as this value, across transactions.
+pub struct KeptPlan {
+    plan: NonNull<pg_sys::_SPI_plan>,
+    nargs: usize,
+}
+
+impl KeptPlan {
+    /// Prepares `sql` with argument types `types`. Must be called inside
+    /// [`connected`].
+    pub fn prepare(sql: &str, types: &[pg_sys::Oid]) -> KeptPlan {
+        let query = CString::new(sql).expect("SQL without NUL bytes");
+        let mut types = types.to_vec();
+        // SAFETY: query and types outlive the call; SPI copies what it keeps.
+        let plan =
+            unsafe { pg_sys::SPI_prepare(query.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+        let plan =
+            NonNull::new(plan).unwrap_or_else(|| pgrx::error!("fsm: SPI_prepare failed for {sql}"));
+        // SAFETY: a freshly prepared, unsaved plan.
+        unsafe { pg_sys::SPI_keepplan(plan.as_ptr()) };
+        KeptPlan {
+            plan,
+            nargs: types.len(),
+        }
+    }
+
+    /// Executes the plan; returns the number of rows processed. Results, if
+    /// any, are in `SPI_tuptable` until the SPI connection ends.
+    pub fn execute(&self, args: &[Option<pg_sys::Datum>], read_only: bool) -> u64 {
+        assert_eq!(args.len(), self.nargs, "argument count of a kept plan");
+        let mut values: Vec<pg_sys::Datum> = args
+            .iter()
+            .map(|a| a.unwrap_or(pg_sys::Datum::from(0)))
+            .collect();
+        let nulls: Vec<std::ffi::c_char> = args
+            .iter()
+            .map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+            .collect();
+        // SAFETY: values and nulls have nargs entries; the plan is kept.
+        let rc = unsafe {
+            pg_sys::SPI_execute_plan(
+                self.plan.as_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                read_only,
+                0,
+            )
+        };
+        if rc < 0 {
+            pgrx::error!("fsm: SPI_execute_plan failed with code {rc}");
+        }
+        // SAFETY: set by the execution above.
+        unsafe { pg_sys::SPI_processed }
+    }
+
+    /// Executes a one-row, one-column query and returns its datum.
+    pub fn first_datum(&self, args: &[Option<pg_sys::Datum>]) -> Option<pg_sys::Datum> {
+        if self.execute(args, false) == 0 {
+            return None;
+        }
+        // SAFETY: at least one row is in SPI_tuptable after a successful execution.
+        unsafe {
+            let table = pg_sys::SPI_tuptable;
+            let mut is_null = false;
+            let datum = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut is_null);
+            (!is_null).then_some(datum)
+        }
+    }
+}
+
+impl Drop for KeptPlan {
+    fn drop(&mut self) {
+        // SAFETY: the plan was kept by us and is freed once.
+        unsafe {
+            pg_sys::SPI_freeplan(self.plan.as_ptr());
+        }
+    }
+}

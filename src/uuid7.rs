@@ -1,0 +1,154 @@
+//! UUIDv7 ids (RFC 9562) for history rows, strictly increasing per backend.
+//!
+//! Layout: 48 bits of Unix milliseconds, the version, 12 bits of
+//! sub-millisecond fraction (RFC 9562 §6.2, method 3, as PostgreSQL 18's
+//! `uuidv7()` does), the variant, 62 random bits.
+//!
+//! Why the fraction rather than a counter: two backends that move the same
+//! entity within one millisecond must still produce ids in order. Their moves
+//! serialise on the row lock, and the second id is made only after the first
+//! transaction has committed and released the lock, microseconds later, so
+//! the ~244 ns fraction orders them (see docs/architecture.md, "Order of
+//! history"). Within one backend, a clock that has not advanced (or stepped
+//! back) is bumped one tick past the last id, so ids never repeat or regress.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pgrx::prelude::*;
+use rand::{RngCore, SeedableRng};
+
+/// Sub-millisecond ticks per millisecond (12 bits).
+const TICKS_PER_MS: u64 = 4096;
+
+struct Generator {
+    /// The backend whose RNG this is: a forked child reseeds.
+    pid: u32,
+    /// `unix_ms << 12 | fraction` of the last id made.
+    last_stamp: u64,
+    rng: rand::rngs::StdRng,
+}
+
+thread_local! {
+    static GENERATOR: RefCell<Option<Generator>> = const { RefCell::new(None) };
+}
+
+/// The time part `unix_ms << 12 | fraction` for a moment in nanoseconds.
+fn stamp_of(unix_nanos: u128) -> u64 {
+    let ms = (unix_nanos / 1_000_000) as u64;
+    let fraction = ((unix_nanos % 1_000_000) as u64 * TICKS_PER_MS) / 1_000_000;
+    (ms << 12) | fraction
+}
+
+/// Assembles the 16 bytes from a time stamp and 64 random bits.
+pub fn layout(stamp: u64, random: u64) -> [u8; 16] {
+    let ms = stamp >> 12;
+    let fraction = stamp & 0x0FFF;
+    let mut b = [0u8; 16];
+    b[0..6].copy_from_slice(&ms.to_be_bytes()[2..8]);
+    b[6] = 0x70 | (fraction >> 8) as u8;
+    b[7] = fraction as u8;
+    b[8..16].copy_from_slice(&random.to_be_bytes());
+    b[8] = 0x80 | (b[8] & 0x3F);
+    b
+}
+
+/// The next id of this backend: later than every id it made before.
+pub fn next_bytes() -> [u8; 16] {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    GENERATOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pid = std::process::id();
+        let generator = match slot.as_mut() {
+            Some(g) if g.pid == pid => g,
+            _ => slot.insert(Generator {
+                pid,
+                last_stamp: 0,
+                rng: rand::rngs::StdRng::from_os_rng(),
+            }),
+        };
+        let stamp = stamp_of(now).max(generator.last_stamp + 1);
+        generator.last_stamp = stamp;
+        layout(stamp, generator.rng.next_u64())
+    })
+}
+
+pub fn next() -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(next_bytes())
+}
+
+/// Microseconds between the Unix and PostgreSQL epochs (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// The Unix milliseconds inside a UUIDv7.
+pub fn unix_ms(bytes: &[u8; 16]) -> i64 {
+    let mut ms = [0u8; 8];
+    ms[2..8].copy_from_slice(&bytes[0..6]);
+    i64::from_be_bytes(ms)
+}
+
+/// A new UUIDv7, strictly greater than every id this session made before.
+#[pg_extern(volatile, parallel_safe, name = "uuid7")]
+fn uuid7() -> pgrx::Uuid {
+    next()
+}
+
+/// The smallest UUIDv7 of the millisecond of `at`: ids made at or after
+/// `at` compare greater or equal, so `id >= fsm.uuid7(t)` is "since t".
+#[pg_extern(immutable, strict, parallel_safe, name = "uuid7")]
+fn uuid7_at(at: TimestampWithTimeZone) -> pgrx::Uuid {
+    let pg_micros: i64 = at.into();
+    let unix_ms = (pg_micros + PG_EPOCH_OFFSET_MICROS).div_euclid(1000).max(0) as u64;
+    let mut b = layout(unix_ms << 12, 0);
+    b[8] = 0x80;
+    pgrx::Uuid::from_bytes(b)
+}
+
+/// The millisecond recorded inside a UUIDv7.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn uuid7_time(id: pgrx::Uuid) -> TimestampWithTimeZone {
+    let bytes: [u8; 16] = *id.as_bytes();
+    let pg_micros = unix_ms(&bytes) * 1000 - PG_EPOCH_OFFSET_MICROS;
+    TimestampWithTimeZone::try_from(pg_micros).unwrap_or_else(|_| {
+        crate::error::FsmError::new(
+            crate::error::ErrorKind::InvalidParameter,
+            format!("{id} holds no valid time"),
+        )
+        .raise()
+    })
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn layout_sets_version_variant_and_time() {
+        let b = layout(stamp_of(1_700_000_000_123_456_789), u64::MAX);
+        assert_eq!(b[6] >> 4, 7, "version 7");
+        assert_eq!(b[8] >> 6, 0b10, "RFC 9562 variant");
+        assert_eq!(unix_ms(&b), 1_700_000_000_123);
+        // 0.456789 ms into the millisecond is tick 1870 of 4096.
+        assert_eq!(((b[6] as u16 & 0x0F) << 8) | b[7] as u16, 1870);
+    }
+
+    #[test]
+    fn ids_strictly_increase_even_when_the_clock_does_not() {
+        let mut previous = next_bytes();
+        for _ in 0..100_000 {
+            let id = next_bytes();
+            assert!(id > previous, "{id:?} <= {previous:?}");
+            previous = id;
+        }
+    }
+
+    #[test]
+    fn a_later_stamp_orders_after_whatever_its_random_bits() {
+        let early = layout(stamp_of(1_000_000_000_000_000_000), u64::MAX);
+        let late = layout(stamp_of(1_000_000_000_000_000_250), 0);
+        assert!(late > early, "250 ns later is one tick later");
+    }
+}
