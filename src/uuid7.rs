@@ -131,8 +131,8 @@ mod unit_tests {
         assert_eq!(b[6] >> 4, 7, "version 7");
         assert_eq!(b[8] >> 6, 0b10, "RFC 9562 variant");
         assert_eq!(unix_ms(&b), 1_700_000_000_123);
-        // 0.456789 ms into the millisecond is tick 1870 of 4096.
-        assert_eq!(((b[6] as u16 & 0x0F) << 8) | b[7] as u16, 1870);
+        // 0.456789 ms into the millisecond is tick 1871 of 4096 (456789 * 4096 / 10^6 = 1871.0).
+        assert_eq!(((b[6] as u16 & 0x0F) << 8) | b[7] as u16, 1871);
     }
 
     #[test]
