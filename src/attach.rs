@@ -11,7 +11,7 @@ use std::ffi::CStr;
 use pgrx::prelude::*;
 
 use crate::catalog;
-use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
+use crate::error::{ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
 use crate::machine::validate::compile_json;
 use crate::machines::{
     check_functions, check_rows_fit, quote_ident, stored_definition, unknown_machine,
@@ -149,7 +149,8 @@ fn attach_column(
     let column_type = Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
         &[tbl.into(), col.into()],
-    )?
+    )
+    .no_row_is_none()?
     .ok_or_else(|| {
         FsmError::new(ErrorKind::UndefinedColumn, format!("column \"{col}\" of relation \"{}\" does not exist", t.display))
     })?;
@@ -169,7 +170,8 @@ fn attach_column(
            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
           WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1",
         &[tbl.into()],
-    )?
+    )
+    .no_row_is_none()?
     .ok_or_else(|| {
         FsmError::new(ErrorKind::InvalidTableDefinition, format!("\"{}\" has no single-column primary key", t.display))
             .hint("fsm keys history by the primary key: add one, e.g. ALTER TABLE … ADD PRIMARY KEY (id).")
@@ -316,7 +318,7 @@ fn detach(
         "DELETE FROM fsm.binding WHERE tbl = $1 AND col = $2 RETURNING history::text",
         &[tbl.into(), col.as_str().into()],
     )
-    .map_err(FsmError::from)?
+    .no_row_is_none()?
     .ok_or_else(|| {
         FsmError::new(
             ErrorKind::UndefinedObject,

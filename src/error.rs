@@ -151,3 +151,18 @@ pub fn allowed_hint(state: &str, allowed: &[&str]) -> String {
         )
     }
 }
+
+/// `Spi::get_one*` report a query that returned no row as an error; for a
+/// lookup, "no row" is simply `None`.
+pub trait NoRowIsNone<T> {
+    fn no_row_is_none(self) -> FsmResult<Option<T>>;
+}
+
+impl<T> NoRowIsNone<T> for Result<Option<T>, pgrx::spi::SpiError> {
+    fn no_row_is_none(self) -> FsmResult<Option<T>> {
+        match self {
+            Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
+            other => Ok(other?),
+        }
+    }
+}
