@@ -1,1 +1,284 @@
-//! In-database tests (`#[pg_test]`).
+//! In-database tests (`#[pg_test]`): a success and an error case for every
+//! SQL function, asserting exact states, history rows and SQLSTATEs.
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::pg_sys::panic::CaughtError;
+    use pgrx::prelude::*;
+    use pgrx::{PgSqlErrorCode, PgSqlErrorCode::*, PgTryBuilder};
+
+    /// Runs `sql`, which must fail, in a subtransaction that is rolled back;
+    /// returns its SQLSTATE and message.
+    fn error_of(sql: &str) -> (PgSqlErrorCode, String) {
+        // SAFETY: the classic PL pattern: save the memory context and
+        // resource owner, run in an internal subtransaction, roll it back.
+        let (context, owner) =
+            unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+        unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
+        let caught = PgTryBuilder::new(|| {
+            Spi::run(sql).expect("SPI");
+            None
+        })
+        .catch_others(|e| match e {
+            CaughtError::PostgresError(r)
+            | CaughtError::ErrorReport(r)
+            | CaughtError::RustPanic { ereport: r, .. } => {
+                Some((r.sql_error_code(), r.message().to_string()))
+            }
+        })
+        .execute();
+        unsafe {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
+        }
+        caught.unwrap_or_else(|| panic!("expected an error from: {sql}"))
+    }
+
+    fn one<T: IntoDatum + FromDatum>(sql: &str) -> Option<T> {
+        Spi::get_one::<T>(sql).expect("query")
+    }
+
+    const ORDER: &str = r#"{"states": {"created": {"initial": true}, "paid": {}, "shipped": {"final": true}},
+        "events": {"pay": {"from": "created", "to": "paid", "payload": {"type": "object", "required": ["amount"]}},
+                   "ship": {"from": "paid", "to": "shipped"},
+                   "review": {"from": "paid", "to": ["paid", "shipped"]}}}"#;
+
+    fn setup_orders() {
+        Spi::run(&format!("SELECT fsm.create_machine('order', '{ORDER}')")).unwrap();
+        Spi::run("CREATE TABLE orders (id bigint PRIMARY KEY, status text)").unwrap();
+        Spi::run("SELECT fsm.attach('orders', 'status', 'order')").unwrap();
+        Spi::run("INSERT INTO orders (id) VALUES (1), (2)").unwrap();
+    }
+
+    #[pg_test]
+    fn create_machine_versions_and_refuses_broken_rules() {
+        assert_eq!(
+            one::<i32>(&format!("SELECT fsm.create_machine('order', '{ORDER}')")),
+            Some(1)
+        );
+        assert_eq!(
+            one::<i32>(&format!(
+                "SELECT fsm.create_machine('order', '{ORDER}', true)"
+            )),
+            Some(2)
+        );
+        let (code, message) = error_of(
+            r#"SELECT fsm.create_machine('bad', '{"states": {"a": {"initial": true}}, "events": {"go": {"from": "a", "to": "b"}}}')"#,
+        );
+        assert_eq!(code, ERRCODE_INVALID_OBJECT_DEFINITION);
+        assert_eq!(
+            message,
+            r#"machine "bad": event "go": target state "b" does not exist"#
+        );
+        assert_eq!(
+            error_of(&format!("SELECT fsm.create_machine('order', '{ORDER}')")).0,
+            ERRCODE_DUPLICATE_OBJECT
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fsm.transitions WHERE machine = 'order'"),
+            Some(4)
+        );
+    }
+
+    #[pg_test]
+    fn drop_machine_refused_while_attached() {
+        setup_orders();
+        assert_eq!(
+            error_of("SELECT fsm.drop_machine('order')").0,
+            ERRCODE_OBJECT_IN_USE
+        );
+        Spi::run("SELECT fsm.detach('orders', 'status')").unwrap();
+        Spi::run("SELECT fsm.drop_machine('order')").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM fsm.machines"), Some(0));
+        assert_eq!(
+            error_of("SELECT fsm.drop_machine('order')").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+    }
+
+    #[pg_test]
+    fn introspection_and_diagrams() {
+        Spi::run(&format!("SELECT fsm.create_machine('order', '{ORDER}')")).unwrap();
+        assert_eq!(
+            one::<String>("SELECT fsm.machine_definition('order') -> 'events' -> 'ship' ->> 'to'"),
+            Some(r#"["shipped"]"#.into())
+        );
+        assert!(one::<String>("SELECT fsm.to_mermaid('order')")
+            .unwrap()
+            .contains("created --> paid : pay\n"));
+        assert!(one::<String>("SELECT fsm.to_dot('order')")
+            .unwrap()
+            .contains(r#""paid" -> "shipped" [label="ship"];"#));
+        for f in ["machine_definition", "to_dot", "to_mermaid"] {
+            assert_eq!(
+                error_of(&format!("SELECT fsm.{f}('nope')")).0,
+                ERRCODE_UNDEFINED_OBJECT,
+                "{f}"
+            );
+        }
+    }
+
+    #[pg_test]
+    fn attach_creates_history_and_refuses_keyless_tables() {
+        setup_orders();
+        assert_eq!(
+            one::<String>("SELECT history::text FROM fsm.bindings"),
+            Some("orders_status_history".into())
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM orders_status_history WHERE event IS NULL"),
+            Some(2)
+        );
+        Spi::run("CREATE TABLE keyless (status text)").unwrap();
+        assert_eq!(
+            error_of("SELECT fsm.attach('keyless', 'status', 'order')").0,
+            ERRCODE_INVALID_TABLE_DEFINITION
+        );
+    }
+
+    #[pg_test]
+    fn detach_removes_enforcement() {
+        setup_orders();
+        Spi::run("SELECT fsm.detach('orders', 'status')").unwrap();
+        Spi::run("UPDATE orders SET status = 'anything' WHERE id = 1").unwrap();
+        assert_eq!(
+            error_of("SELECT fsm.detach('orders', 'status')").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+    }
+
+    #[pg_test]
+    fn fire_moves_the_row_and_records_event_and_payload() {
+        setup_orders();
+        assert_eq!(
+            one::<String>(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 3}')"#),
+            Some("paid".into())
+        );
+        assert_eq!(
+            one::<String>("SELECT status FROM orders WHERE id = 1"),
+            Some("paid".into())
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT concat_ws(' ', event, from_state, to_state, payload::text) FROM orders_status_history
+                  WHERE entity_key = 1 ORDER BY id DESC LIMIT 1"
+            ),
+            Some(r#"pay created paid {"amount": 3}"#.into())
+        );
+    }
+
+    #[pg_test]
+    fn fire_errors_have_their_sqlstates() {
+        setup_orders();
+        assert_eq!(
+            error_of("SELECT fsm.fire('orders', 9, 'pay')").0,
+            ERRCODE_NO_DATA_FOUND
+        );
+        assert_eq!(
+            error_of("SELECT fsm.fire('orders', 1, 'fly')").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+        assert_eq!(
+            error_of("SELECT fsm.fire('orders', 1, 'ship')").0,
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
+        assert_eq!(
+            error_of("SELECT fsm.fire('orders', 1, 'pay', '{}')").0,
+            ERRCODE_INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            error_of(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 1}', expect => 'paid')"#).0,
+            ERRCODE_T_R_SERIALIZATION_FAILURE
+        );
+        Spi::run(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 1}')"#).unwrap();
+        assert_eq!(
+            error_of("SELECT fsm.fire('orders', 1, 'review')").0,
+            ERRCODE_INVALID_PARAMETER_VALUE
+        );
+        let (code, message) = error_of("SELECT fsm.fire('orders', 1, 'pay')");
+        assert_eq!(code, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            message,
+            r#"event "pay" is not allowed from state "paid" (table orders, key 1, state "paid")"#
+        );
+        // Nothing of the refused attempts was recorded.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM orders_status_history WHERE entity_key = 1"),
+            Some(2)
+        );
+    }
+
+    #[pg_test]
+    fn trigger_refuses_with_the_same_sqlstate_as_fire() {
+        setup_orders();
+        let (code, message) = error_of("UPDATE orders SET status = 'shipped' WHERE id = 2");
+        assert_eq!(code, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            message,
+            r#"no event leads to "shipped" (table orders, key 2, state "created")"#
+        );
+        assert_eq!(
+            error_of("INSERT INTO orders VALUES (3, 'paid')").0,
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
+        assert_eq!(
+            one::<String>("SELECT status FROM orders WHERE id = 2"),
+            Some("created".into())
+        );
+    }
+
+    #[pg_test]
+    fn replacing_a_machine_reaches_the_cached_binding() {
+        setup_orders();
+        // Warm this backend's cache, then add an event and use it at once.
+        Spi::run("UPDATE orders SET status = status").unwrap();
+        let wider = ORDER.replace(
+            r#""ship": {"#,
+            r#""skip": {"from": "created", "to": "shipped"}, "ship": {"#,
+        );
+        Spi::run(&format!(
+            "SELECT fsm.create_machine('order', '{wider}', replace => true)"
+        ))
+        .unwrap();
+        Spi::run("UPDATE orders SET status = 'shipped' WHERE id = 2").unwrap();
+        assert_eq!(
+            one::<String>("SELECT event FROM orders_status_history WHERE entity_key = 2 ORDER BY id DESC LIMIT 1"),
+            Some("skip".into())
+        );
+    }
+
+    #[pg_test]
+    fn history_and_current_states() {
+        setup_orders();
+        Spi::run(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 1}')"#).unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(to_state, ',') FROM fsm.history('orders', 1::bigint)"),
+            Some("paid,created".into())
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(entity_key || '=' || state || '/' || coalesce(last_event, '-'), ',')
+                   FROM fsm.current_states('orders', ARRAY[2, 1, 7]::bigint[])"
+            ),
+            Some("2=created/-,1=paid/pay".into())
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.history('pg_class', 1)").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+    }
+
+    #[pg_test]
+    fn uuid7_orders_and_reads_back_its_time() {
+        assert_eq!(one::<bool>("SELECT fsm.uuid7() < fsm.uuid7()"), Some(true));
+        assert_eq!(
+            one::<String>("SELECT fsm.uuid7('2024-05-06 07:08:09.123+00')::text"),
+            Some("018f4cbb-3823-7000-8000-000000000000".into())
+        );
+        assert_eq!(
+            one::<bool>("SELECT fsm.uuid7_time(fsm.uuid7('2024-05-06 07:08:09.123+00')) = '2024-05-06 07:08:09.123+00'"),
+            Some(true)
+        );
+    }
+}
