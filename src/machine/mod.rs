@@ -13,3 +13,6 @@ pub mod validate;
 pub use compiled::{EventId, Machine, StateId};
 pub use definition::Definition;
 pub use validate::{compile, Compiled, DefinitionError};
+
+#[cfg(test)]
+mod tests;
