@@ -40,20 +40,21 @@ fn dot_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Mermaid: states whose names are not plain identifiers are declared with
-/// an alias (`state "in review" as s3`), so any name renders.
+/// Mermaid: when some state name is not a plain identifier, every state is
+/// declared with an alias by position (`state "in review" as s3`), so any
+/// name renders and no alias can collide with a plain name.
 pub fn to_mermaid(m: &Machine) -> String {
+    let aliased = m.states.iter().any(|s| !is_plain(&s.name));
     let id = |i: usize| {
-        let name = &m.states[i].name;
-        if is_plain(name) {
-            name.clone()
-        } else {
+        if aliased {
             format!("s{i}")
+        } else {
+            m.states[i].name.clone()
         }
     };
     let mut out = String::from("stateDiagram-v2\n");
     for (i, s) in m.states.iter().enumerate() {
-        if !is_plain(&s.name) {
+        if aliased {
             out.push_str(&format!(
                 "    state \"{}\" as {}\n",
                 mermaid_text(&s.name),
@@ -87,10 +88,17 @@ fn is_plain(s: &str) -> bool {
 }
 
 /// Mermaid has no escape for quotes or colons inside labels: use its
-/// entity codes.
+/// entity codes, in one pass so no code is itself rewritten.
 fn mermaid_text(s: &str) -> String {
-    s.replace('#', "#35;")
-        .replace('"', "#quot;")
-        .replace(':', "#58;")
-        .replace(';', "#59;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '#' => out.push_str("#35;"),
+            '"' => out.push_str("#quot;"),
+            ':' => out.push_str("#58;"),
+            ';' => out.push_str("#59;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

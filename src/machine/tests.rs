@@ -959,16 +959,17 @@ fn mermaid_aliases_non_plain_names() {
     assert_eq!(
         to_mermaid(&m),
         r#"stateDiagram-v2
+    state "draft" as s0
     state "in review" as s1
     state "2nd-look" as s2
     state "end" as s3
     state "state" as s4
-    [*] --> draft
-    draft --> s1 : submit
+    [*] --> s0
+    s0 --> s1 : submit
     s1 --> s2 : recheck
     s1 --> s3 : close
     s2 --> s3 : close
-    draft --> s4 : drop
+    s0 --> s4 : drop
     s3 --> [*]
     s4 --> [*]
 "#
@@ -998,7 +999,6 @@ fn mermaid_escapes_semicolon() {
 /// `;` that ends every entity it just produced: `"` comes out as
 /// `#quot#59;`, `:` as `#58#59;`, `#` as `#35#59;`.
 #[test]
-#[ignore = "bug: render::mermaid_text replaces ';' after inserting entities, corrupting #quot; #58; #35;"]
 fn mermaid_escapes_quotes_colons_and_hash() {
     let m = machine(json!({
         "states": {"say \"hi\"": {"initial": true}, "a:b": {}, "#1": {"final": true}},
@@ -1022,7 +1022,7 @@ fn mermaid_escapes_quotes_colons_and_hash() {
 /// The alias `s<i>` for a non-plain name may equal the plain name of another
 /// state, merging two states in the diagram.
 #[test]
-#[ignore = "bug: render::to_mermaid alias s<i> can collide with a state literally named s<i>"]
+#[ignore = "stale: since every state is aliased when any is, ids cannot collide; rewrite to compare the ids, not alias and name"]
 fn mermaid_alias_does_not_collide_with_plain_names() {
     let m = machine(json!({
         "states": {"s1": {"initial": true}, "in review": {}},
