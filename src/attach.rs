@@ -11,15 +11,10 @@ use std::ffi::CStr;
 use pgrx::prelude::*;
 
 use crate::catalog;
-use crate::error::{ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
+use crate::error::{required, ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
 use crate::machine::validate::compile_json;
-use crate::machines::{
-    check_functions, check_rows_fit, quote_ident, stored_definition, unknown_machine,
-};
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+use crate::machines::{check_functions, check_rows_fit, stored_definition, unknown_machine};
+use crate::quote::{ident as quote_ident, literal as quote_literal};
 
 /// The first `max` bytes of `s`, cut at a character boundary.
 fn prefix(s: &str, max: usize) -> &str {
@@ -89,18 +84,9 @@ fn attach(
     protect: Option<bool>,
     notify: Option<&str>,
 ) -> SqlResult<pg_sys::Oid> {
-    let null = |what: &str| {
-        FsmError::new(
-            ErrorKind::NullValueNotAllowed,
-            format!("{what} must not be NULL"),
-        )
-    };
-    let tbl = tbl.ok_or_else(|| null("tbl"))?;
-    let col = col
-        .ok_or_else(|| null("col"))?
-        .to_string_lossy()
-        .into_owned();
-    let machine = machine.ok_or_else(|| null("machine"))?;
+    let tbl = required(tbl, "tbl")?;
+    let col = required(col, "col")?.to_string_lossy().into_owned();
+    let machine = required(machine, "machine")?;
     Ok(attach_column(
         tbl,
         &col,
@@ -305,14 +291,8 @@ fn detach(
     col: Option<&CStr>,
     drop_history: Option<bool>,
 ) -> SqlResult<()> {
-    let (Some(tbl), Some(col)) = (tbl, col) else {
-        return Err(FsmError::new(
-            ErrorKind::NullValueNotAllowed,
-            "tbl and col must not be NULL",
-        )
-        .into());
-    };
-    let col = col.to_string_lossy().into_owned();
+    let tbl = required(tbl, "tbl")?;
+    let col = required(col, "col")?.to_string_lossy().into_owned();
     let t = target(tbl)?;
     let history = Spi::get_one_with_args::<String>(
         "DELETE FROM fsm.binding WHERE tbl = $1 AND col = $2 RETURNING history::text",

@@ -17,6 +17,7 @@ use pgrx::{pg_sys, JsonB};
 
 use crate::error::{ErrorKind, FsmError, FsmResult};
 use crate::machine::{validate::compile_json, EventId, Machine};
+use crate::quote;
 use crate::spi_plan::KeptPlan;
 
 /// A guard or action function, resolved for one table's row type.
@@ -32,17 +33,44 @@ pub struct EventRuntime {
     pub action: Option<Result<Callable, FsmError>>,
 }
 
+/// The statements `fire` runs for a binding, built once when it is loaded.
+/// Names are always schema-qualified and quoted: the cache outlives any
+/// `search_path` the session sets.
+pub struct FireSql {
+    /// Locks the row; returns state and key.
+    pub lock_state: String,
+    /// The same, with the whole row for a guard or an action.
+    pub lock_row: String,
+    /// Moves the row: `$1` key, `$2` new state.
+    pub update: String,
+}
+
+impl FireSql {
+    fn new(table_sql: &str, column: &str, key_column: &str, key_type: &str) -> FireSql {
+        let (column, key) = (quote::ident(column), quote::ident(key_column));
+        let lock = |row: &str| {
+            format!(
+                "SELECT t.{column}::text, t.{key}, {row} FROM {table_sql} t \
+                  WHERE t.{key} = $1::{key_type} FOR NO KEY UPDATE"
+            )
+        };
+        FireSql {
+            lock_state: lock("NULL::record"),
+            lock_row: lock("t"),
+            update: format!(
+                "UPDATE {table_sql} t SET {column} = $2 WHERE t.{key} = $1::{key_type}"
+            ),
+        }
+    }
+}
+
 /// A machine attached to one column of one table.
 pub struct Binding {
     pub relid: pg_sys::Oid,
     /// `regclass` output, for messages.
     pub table: String,
-    /// Always schema-qualified and quoted, for SQL: the cache outlives any
-    /// `search_path` the session sets.
-    pub table_sql: String,
     pub column: String,
     pub attnum: i16,
-    pub key_column: String,
     pub key_attnum: i16,
     pub key_type: pg_sys::Oid,
     pub row_type: pg_sys::Oid,
@@ -51,6 +79,7 @@ pub struct Binding {
     pub machine: Machine,
     pub history_table: String,
     pub protect: bool,
+    pub fire_sql: FireSql,
     pub notify: Option<String>,
     pub events: Vec<EventRuntime>,
     pub insert_history: OnceCell<KeptPlan>,
@@ -172,7 +201,7 @@ fn trigger_column(trigger: &pg_sys::Trigger) -> String {
 const LOAD_BINDINGS: &str = "
 SELECT b.col::text, a.attnum, k.attname::text, k.attnum, k.atttypid, c.reltype, c.relowner,
        m.name, m.definition,        format('%I.%I', hn.nspname, hc.relname), b.protect, b.notify, b.tbl::text,
-       format('%I.%I', n.nspname, c.relname)
+       format('%I.%I', n.nspname, c.relname), pg_catalog.format_type(k.atttypid, NULL)
   FROM fsm.binding b
   JOIN fsm.machine m ON m.name = b.machine
   JOIN pg_catalog.pg_class c ON c.oid = b.tbl
@@ -205,6 +234,7 @@ fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
                 row.get::<String>(12)?,
                 row.get::<String>(13)?.unwrap_or_default(),
                 row.get::<String>(14)?.unwrap_or_default(),
+                row.get::<String>(15)?.unwrap_or_default(),
             ));
         }
         Ok(rows)
@@ -226,6 +256,7 @@ fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
                 notify,
                 table,
                 table_sql,
+                key_type_sql,
             )| {
                 let (_, compiled) = compile_json(&definition).map_err(|e| {
                     FsmError::new(
@@ -253,10 +284,9 @@ fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
                 Ok(Binding {
                     relid,
                     table,
-                    table_sql,
+                    fire_sql: FireSql::new(&table_sql, &column, &key_column, &key_type_sql),
                     column,
                     attnum,
-                    key_column,
                     key_attnum,
                     key_type,
                     row_type,

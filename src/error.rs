@@ -137,6 +137,16 @@ impl From<pgrx::spi::SpiError> for FsmError {
 
 pub type FsmResult<T> = Result<T, FsmError>;
 
+/// A required SQL argument: NULL is refused with 22004.
+pub fn required<T>(value: Option<T>, what: &str) -> FsmResult<T> {
+    value.ok_or_else(|| {
+        FsmError::new(
+            ErrorKind::NullValueNotAllowed,
+            format!("{what} must not be NULL"),
+        )
+    })
+}
+
 /// `Result<T, ErrorReport>` for `#[pg_extern]` functions.
 pub type SqlResult<T> = Result<T, ErrorReport>;
 

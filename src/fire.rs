@@ -14,7 +14,6 @@ use crate::catalog::{self, Binding};
 use crate::enforce::{check_requirements, run_action, FireContext, FireScope, Subject};
 use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
 use crate::history::{self, Entry};
-use crate::machines::quote_ident;
 
 /// Fires `event` on the row of `tbl` whose key is `key`; returns the new state.
 ///
@@ -69,13 +68,11 @@ fn fire_on(
     let event_id = machine.event_id(event);
     let needs_row =
         event_id.is_some_and(|e| b.runtime(e).guard.is_some() || b.runtime(e).action.is_some());
-    let key_type = crate::catalog::datum_text(pg_sys::Datum::from(b.key_type), pg_sys::REGTYPEOID);
-    let (column, key_column) = (quote_ident(&b.column), quote_ident(&b.key_column));
-    let lock = format!(
-        "SELECT t.{column}::text, t.{key_column}, {row} FROM {table} t WHERE t.{key_column} = $1::{key_type} FOR NO KEY UPDATE",
-        row = if needs_row { "t" } else { "NULL::record" },
-        table = b.table_sql,
-    );
+    let lock = if needs_row {
+        &b.fire_sql.lock_row
+    } else {
+        &b.fire_sql.lock_state
+    };
     let Some(key) = key else {
         return Err(FsmError::new(
             ErrorKind::KeyNotFound,
@@ -88,7 +85,7 @@ fn fire_on(
     Spi::connect_mut(|client| {
         // SAFETY: the datum and its type come together from the call's argument.
         let key_arg = unsafe { DatumWithOid::new(key, key.oid()) };
-        let locked = client.update(&lock, Some(1), &[key_arg])?;
+        let locked = client.update(lock.as_str(), Some(1), &[key_arg])?;
         if locked.is_empty() {
             let shown = catalog::datum_text(key.datum(), key.oid());
             return Err(FsmError::new(
@@ -204,13 +201,13 @@ fn fire_on(
             event: event_id,
             payload,
         });
-        let update = format!(
-            "UPDATE {} t SET {column} = $2 WHERE t.{key_column} = $1::{key_type}",
-            b.table_sql
-        );
         // SAFETY: the key datum and its type come from the same argument.
         let key_arg = unsafe { DatumWithOid::new(key, key.oid()) };
-        let updated = client.update(&update, None, &[key_arg, target_name.as_str().into()])?;
+        let updated = client.update(
+            b.fire_sql.update.as_str(),
+            None,
+            &[key_arg, target_name.as_str().into()],
+        )?;
         if updated.is_empty() {
             return Err(subject.refuse(
                 ErrorKind::InsufficientPrivilege,

@@ -53,7 +53,7 @@ pub fn append(b: &Binding, e: &Entry) -> pgrx::Uuid {
             e.from.into_datum(),
             e.to.into_datum(),
             e.payload.map(|p| JsonB(p.clone())).into_datum(),
-            settings::get(&settings::ACTOR).into_datum(),
+            settings::value(&settings::ACTOR).map(text_datum),
             Some(current_user_datum()),
         ];
         as_user(b.owner, || plan.execute(&args, false));
@@ -64,13 +64,18 @@ pub fn append(b: &Binding, e: &Entry) -> pgrx::Uuid {
     id
 }
 
+/// A C string as a text datum, pallocated in the SPI context.
+fn text_datum(s: &std::ffi::CStr) -> pg_sys::Datum {
+    // SAFETY: a NUL-terminated string, copied by cstring_to_text.
+    pg_sys::Datum::from(unsafe { pg_sys::cstring_to_text(s.as_ptr()) })
+}
+
 /// `current_user` as a text datum, without going through a Rust string.
 fn current_user_datum() -> pg_sys::Datum {
-    // SAFETY: the current user exists; both calls palloc in the SPI context.
-    unsafe {
-        let name = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false);
-        pg_sys::Datum::from(pg_sys::cstring_to_text(name))
-    }
+    // SAFETY: the current user exists; its name is a NUL-terminated palloc'd string.
+    text_datum(unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
+    })
 }
 
 /// Runs `f` as `user`, restoring the caller's identity afterwards. On an

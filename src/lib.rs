@@ -15,6 +15,7 @@ mod fire;
 mod history;
 pub mod machine;
 mod machines;
+mod quote;
 mod settings;
 mod spi_plan;
 mod uuid7;

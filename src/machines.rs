@@ -9,17 +9,8 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgTryBuilder};
 
 use crate::catalog;
-use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
+use crate::error::{required, ErrorKind, FsmError, FsmResult, SqlResult};
 use crate::machine::{render, validate::compile_json, Compiled, Definition};
-
-fn required<'a, T>(value: Option<T>, what: &str) -> FsmResult<T> {
-    value.ok_or_else(|| {
-        FsmError::new(
-            ErrorKind::NullValueNotAllowed,
-            format!("{what} must not be NULL"),
-        )
-    })
-}
 
 /// The stored definition of machine `name`.
 pub fn stored_definition(name: &str) -> FsmResult<serde_json::Value> {
@@ -252,7 +243,7 @@ pub fn check_rows_fit(
             let query = format!(
                 "SELECT coalesce({col}::text, 'NULL'), count(*) FROM {tbl} \
               WHERE {col} IS NULL OR {col}::text <> ALL($1) GROUP BY 1 ORDER BY 2 DESC, 1",
-                col = quote_ident(column),
+                col = crate::quote::ident(column),
                 tbl = table_name,
             );
             let mut misfits = Vec::new();
@@ -299,10 +290,6 @@ pub fn check_functions(table: pg_sys::Oid, compiled: &Compiled) -> FsmResult<()>
         }
     }
     Ok(())
-}
-
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Drops a machine that no table is attached to.

@@ -30,22 +30,19 @@ pub fn register() {
     );
 }
 
-/// The setting's value, or `None` when unset or empty.
-pub fn get(setting: &GucSetting<Option<CString>>) -> Option<String> {
-    setting
-        .get()
-        .map(|c| c.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-}
-
-/// Whether the setting is set to exactly `value`, without allocating.
-pub fn equals(setting: &GucSetting<Option<CString>>, value: &str) -> bool {
+/// The setting's value without copying it, or `None` when unset or empty.
+pub fn value(setting: &GucSetting<Option<CString>>) -> Option<&CStr> {
     let ptr = unsafe { *setting.as_ptr() };
     if ptr.is_null() {
-        return false;
+        return None;
     }
     // SAFETY: a non-null string GUC value is a NUL-terminated string owned by
     // the GUC machinery and valid until the setting changes, which cannot
     // happen while we read it.
-    unsafe { CStr::from_ptr(ptr) }.to_bytes() == value.as_bytes()
+    Some(unsafe { CStr::from_ptr(ptr) }).filter(|v| !v.is_empty())
+}
+
+/// Whether the setting is set to exactly `value`, without allocating.
+pub fn equals(setting: &GucSetting<Option<CString>>, value: &str) -> bool {
+    self::value(setting).is_some_and(|v| v.to_bytes() == value.as_bytes())
 }
