@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Source this: starts a throwaway PostgreSQL 15 cluster in a temporary
-# directory and stops and removes it when the calling script exits.
+# Source this: starts a throwaway PostgreSQL cluster (15 from Debian, or the
+# install whose bin/ is FSM_PGBIN) in a temporary directory and stops and
+# removes it when the calling script exits. FSM_PG_OPTS adds server options
+# (the default turns fsync off: tests need no durability).
 # As root, the cluster belongs to the `postgres` OS user (initdb refuses root).
 # Sets PGHOST, PGPORT, PGUSER, PGDATABASE for psql, and defines `as_pg_user`.
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${FSM_PGBIN:-/usr/lib/postgresql/15/bin}
 PG_TMP=$(mktemp -d /tmp/fsm-pg.XXXXXX)
 export PGPORT=${FSM_PGPORT:-$((20000 + RANDOM % 20000))}
 export PGHOST=$PG_TMP
@@ -27,4 +29,4 @@ trap stop_throwaway_pg EXIT
 
 as_pg_user "$PGBIN/initdb" -D "$PG_TMP/data" -A trust -U "$PGUSER" >/dev/null
 as_pg_user "$PGBIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
-  -o "-p $PGPORT -k $PG_TMP -c listen_addresses='' -c fsync=off" start >/dev/null
+  -o "-p $PGPORT -k $PG_TMP -c listen_addresses='' ${FSM_PG_OPTS:--c fsync=off}" start >/dev/null

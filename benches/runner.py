@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""The benchmark runner: BENCH.md's workloads W1-W7, measured side by side.
+
+Every variant of a workload runs on the same server and data, interleaved
+(A B C, B C A, C A B, ...), for several rounds; the report quotes the median
+of each variant and the median of the per-round ratios. Nothing here starts
+servers: `benches/run.sh` does, and points psql and pgbench at them through
+the PG* environment.
+
+    runner.py measure --mode short|full --workloads w1,w2 --out part.json
+    runner.py report part.json [more.json] --out results.md
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PGBENCH_DIR = os.path.join(HERE, "pgbench")
+SQL_DIR = os.path.join(HERE, "sql")
+
+MODES = {
+    "short": dict(rounds=3, seconds=2, w1_sync=["off"], clients=[1, 2], w2_rows=20_000,
+                  w3_rows=20_000, entities=100_000, ids=1_000_000, w7_transitions=60_000),
+    "full": dict(rounds=5, seconds=8, w1_sync=["on", "off"], clients=[1, 2], w2_rows=100_000,
+                 w3_rows=100_000, entities=1_000_000, ids=1_000_000, w7_transitions=1_000_000),
+}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def psql(*args, sql=None, env=None):
+    """Runs psql with ON_ERROR_STOP; returns stdout."""
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", *args]
+    if sql is not None:
+        cmd += ["-c", sql]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"psql {' '.join(args)} {sql or ''}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def timed_ms(sql):
+    """Server round trip of one statement, from psql's \\timing."""
+    out = psql("-c", "\\timing on", sql=sql)
+    found = re.findall(r"Time: ([\d.]+) ms", out)
+    if not found:
+        raise RuntimeError(f"no timing for {sql}: {out}")
+    return float(found[-1])
+
+
+def pgbench_tps(script, clients=1, seconds=2, defines=None, pgoptions=None):
+    cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
+           "-T", str(seconds), "-f", os.path.join(PGBENCH_DIR, script)]
+    for k, v in (defines or {}).items():
+        cmd += ["-D", f"{k}={v}"]
+    env = dict(os.environ)
+    if pgoptions:
+        env["PGOPTIONS"] = pgoptions
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+    if done.returncode != 0 or not found or (failed and int(failed.group(1)) > 0):
+        raise RuntimeError(f"pgbench {script}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return float(found.group(1))
+
+
+def interleaved(variants, rounds, measure, before_round=None):
+    """{variant: [value per round]}, each round in a rotated order."""
+    values = {v: [] for v in variants}
+    for r in range(rounds):
+        if before_round:
+            before_round(r)
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        for v in order:
+            values[v].append(measure(v))
+    return values
+
+
+def settings():
+    names = ["server_version", "synchronous_commit", "fsync", "shared_buffers", "max_wal_size",
+             "jit", "wal_level"]
+    shown = {n: psql(sql=f"SHOW {n}").strip() for n in names}
+    shown["version"] = psql(sql="SELECT version()").strip()
+    return shown
+
+
+# Each workload returns a dict: title, unit, higher_is_better, values
+# {variant: [...]}, baseline, notes, and targets [(variant, against, limit,
+# text)] where ratio = cost(variant) / cost(against) must be <= limit.
+
+def w1(m):
+    scripts = {"floor": "w1_floor.pgbench", "plpgsql": "w1_plpgsql.pgbench",
+               "fsm UPDATE": "w1_fsm_update.pgbench", "fsm.fire": "w1_fsm_fire.pgbench"}
+    tables = []
+    for sync in m["w1_sync"]:
+        for clients in m["clients"]:
+            log(f"W1 synchronous_commit={sync} clients={clients}")
+            values = interleaved(list(scripts), m["rounds"], lambda v: pgbench_tps(
+                scripts[v], clients, m["seconds"], pgoptions=f"-c synchronous_commit={sync}"))
+            tables.append(dict(
+                id="W1", title=f"W1 lifecycle (insert + 3 transitions per transaction), "
+                               f"synchronous_commit={sync}, {clients} client(s)",
+                unit="tx/s", higher_is_better=True, values=values, baseline="floor",
+                targets=[("fsm UPDATE", "floor", 1.0, "≤ 1.0× floor"),
+                         ("fsm.fire", "floor", 1.1, "≤ 1.1× floor"),
+                         ("fsm UPDATE", "plpgsql", 1 / 1.5, "≥ 1.5× plpgsql throughput"),
+                         ("fsm.fire", "plpgsql", 1 / 1.5, "≥ 1.5× plpgsql throughput")]))
+    return tables
+
+
+def w2(m):
+    rows = m["w2_rows"]
+    log("W2 setup")
+    for v in ("bare", "fsm"):
+        psql(sql=f"TRUNCATE bench.w2_{v}")
+    psql(sql=f"INSERT INTO bench.w2_bare (id, status) SELECT g, 'created' FROM generate_series(1, {rows}) g")
+    psql(sql=f"INSERT INTO bench.w2_fsm (id, status) SELECT g, 'created' FROM generate_series(1, {rows}) g")
+    psql(sql="VACUUM ANALYZE bench.w2_bare, bench.w2_fsm")
+    log("W2")
+    values = interleaved(["unattached", "attached"], m["rounds"], lambda v: pgbench_tps(
+        "w2_bare.pgbench" if v == "unattached" else "w2_fsm.pgbench", 1, m["seconds"],
+        defines={"rows": rows}))
+    return [dict(id="W2", title=f"W2 UPDATE of another column, one row of {rows:,}", unit="tx/s",
+                 higher_is_better=True, values=values, baseline="unattached",
+                 targets=[("attached", "unattached", 1.02, "≤ 1.02×")])]
+
+
+W3_SQL = {
+    "bare UPDATE": "UPDATE bench.w3_bare SET status = 'paid' WHERE status = 'created'",
+    "floor": """WITH u AS (UPDATE bench.w3_floor SET status = 'paid' WHERE status = 'created' RETURNING id)
+                INSERT INTO bench.w3_floor_history (id, entity_key, event, from_state, to_state, actor)
+                SELECT gen_random_uuid(), id, 'pay', 'created', 'paid', current_setting('fsm.actor', true) FROM u""",
+    "plpgsql": "UPDATE bench.w3_pl SET status = 'paid' WHERE status = 'created'",
+    "fsm": "UPDATE bench.w3_fsm SET status = 'paid' WHERE status = 'created'",
+}
+
+
+def w3(m):
+    rows = m["w3_rows"]
+
+    def fresh_tables(r):
+        log(f"W3 round {r + 1}: fresh tables")
+        psql(sql="SELECT bench.drop_variants('w3')")
+        psql(sql="SELECT bench.make_variants('w3', ARRAY['bare', 'floor', 'pl', 'fsm'])")
+        for t in ("bare", "floor", "pl", "fsm"):
+            psql(sql=f"INSERT INTO bench.w3_{t} (id, status) SELECT g, 'created' FROM generate_series(1, {rows}) g")
+        psql(sql="VACUUM ANALYZE")
+        psql(sql="CHECKPOINT")
+
+    values = interleaved(list(W3_SQL), m["rounds"], lambda v: timed_ms(W3_SQL[v]), fresh_tables)
+    return [dict(id="W3", title=f"W3 one UPDATE moving {rows:,} rows", unit="ms",
+                 higher_is_better=False, values=values, baseline="floor",
+                 targets=[("fsm", "floor", 1.0, "≤ 1.0× floor"),
+                          ("fsm", "plpgsql", 0.5, "≥ 2× faster than plpgsql"),
+                          ("fsm", "bare UPDATE", 2.5, "stretch: ≤ 2.5× bare UPDATE")])]
+
+
+def w4_w5(m):
+    n = m["entities"]
+    log(f"W4/W5 setup: {n:,} entities")
+    started = time.time()
+    rows = psql("-v", f"entities={n}", "-f", os.path.join(SQL_DIR, "reads_data.sql")).split()[-1]
+    log(f"  {rows} history rows per world in {time.time() - started:.0f} s")
+    w4 = interleaved(["hand-written SQL", "fsm.current_states", "state column alone"], m["rounds"],
+                     lambda v: pgbench_tps({"hand-written SQL": "w4_sql.pgbench",
+                                            "fsm.current_states": "w4_fsm.pgbench",
+                                            "state column alone": "w4_column.pgbench"}[v],
+                                           1, m["seconds"]))
+    tables = [dict(id="W4", title=f"W4 current state of 10,000 random keys out of {n:,} "
+                                  f"({int(rows):,} history rows)",
+                   unit="queries/s", higher_is_better=True, values=w4, baseline="hand-written SQL",
+                   targets=[("fsm.current_states", "hand-written SQL", 1.0, "≤ 1.0× LATERAL"),
+                            ("fsm.current_states", "state column alone", 2.0,
+                             "stretch: ≤ 2× the column alone")])]
+    for what, sql_script, fsm_script in (("whole history", "w5_sql_all.pgbench", "w5_fsm_all.pgbench"),
+                                         ("one-hour window", "w5_sql_hour.pgbench", "w5_fsm_hour.pgbench")):
+        log(f"W5 {what}")
+        values = interleaved(["hand-written SQL", "fsm.history"], m["rounds"], lambda v: pgbench_tps(
+            sql_script if v == "hand-written SQL" else fsm_script, 1, m["seconds"],
+            defines={"entities": n}))
+        tables.append(dict(id="W5", title=f"W5 one entity's history: {what}", unit="queries/s",
+                           higher_is_better=True, values=values, baseline="hand-written SQL",
+                           targets=[("fsm.history", "hand-written SQL", 1.1, "≤ 1.1×")]))
+    return tables
+
+
+def w6(m, pg18=False):
+    n = m["ids"]
+    variants = {"empty loop": "g", "gen_random_uuid()": "gen_random_uuid()", "fsm.uuid7()": "fsm.uuid7()"}
+    if pg18:
+        variants["uuidv7()"] = "uuidv7()"
+    log(f"W6 {'on PostgreSQL 18' if pg18 else ''}")
+    values = interleaved(list(variants), m["rounds"] + 2, lambda v: timed_ms(
+        f"SELECT count({variants[v]}) FROM generate_series(1, {n}) g"))
+    targets = [("fsm.uuid7()", "gen_random_uuid()", 0.2, "≥ 5× faster than gen_random_uuid()")]
+    if pg18:
+        targets.append(("fsm.uuid7()", "uuidv7()", 0.2, "≥ 5× faster than uuidv7()"))
+    server = psql(sql="SHOW server_version").strip()
+    return [dict(id="W6", title=f"W6 {n:,} ids (PostgreSQL {server})", unit="ms",
+                 higher_is_better=False, values=values, baseline="gen_random_uuid()",
+                 net_of="empty loop", targets=targets)]
+
+
+def w7(m):
+    n = m["w7_transitions"]
+    log(f"W7: {n:,} transitions in one session")
+    out = psql("-v", f"transitions={n}", "-f", os.path.join(SQL_DIR, "w7.sql")).split()[-1]
+    before, after, rows = (int(x) for x in out.split("|"))
+    return [dict(id="W7", title=f"W7 backend memory over {n:,} transitions in one session",
+                 memory=dict(before_kb=before, after_kb=after, history_rows=rows), targets=[])]
+
+
+WORKLOADS = {"w1": w1, "w2": w2, "w3": w3, "w4": w4_w5, "w6": w6, "w7": w7}
+
+
+def measure(args):
+    m = MODES[args.mode]
+    wanted = args.workloads.split(",")
+    psql("-f", os.path.join(SQL_DIR, "setup.sql"))
+    part = dict(mode=args.mode, settings=settings(), tables=[])
+    for name in wanted:
+        if name == "w6" and args.pg18:
+            part["tables"] += w6(m, pg18=True)
+        else:
+            part["tables"] += WORKLOADS[name](m)
+    with open(args.out, "w") as f:
+        json.dump(part, f, indent=1)
+
+
+# ---- report ---------------------------------------------------------------
+
+def cost(table, v, r):
+    """Per-round cost of variant v: time, or 1/throughput."""
+    x = table["values"][v][r]
+    if table.get("net_of"):
+        x -= table["values"][table["net_of"]][r]
+    return 1 / x if table["higher_is_better"] else x
+
+
+def ratio(table, v, against):
+    rounds = len(table["values"][v])
+    return statistics.median(cost(table, v, r) / cost(table, against, r) for r in range(rounds))
+
+
+def render_table(t):
+    lines = [f"### {t['title']}", ""]
+    if "memory" in t:
+        mem = t["memory"]
+        growth = (mem["after_kb"] - mem["before_kb"]) / 1024
+        lines += ["| backend RssAnon before | after | growth | history rows | target |",
+                  "|---|---|---|---|---|",
+                  f"| {mem['before_kb'] / 1024:.1f} MB | {mem['after_kb'] / 1024:.1f} MB | "
+                  f"{growth:+.1f} MB | {mem['history_rows']:,} | < 10 MB: "
+                  f"{'met' if growth < 10 else 'MISSED'} |", ""]
+        return lines
+    base = t["baseline"]
+    net = t.get("net_of")
+    head = f"| variant | median {t['unit']} |"
+    if net:
+        head += f" net of {net} |"
+    head += f" cost vs {base} |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for v, xs in t["values"].items():
+        row = f"| {v} | {statistics.median(xs):,.1f} |"
+        if net:
+            row += " |" if v == net else \
+                f" {statistics.median(x - y for x, y in zip(xs, t['values'][net])):,.1f} |"
+        row += " |" if v == net else f" {ratio(t, v, base):.2f}× |"
+        lines.append(row)
+    lines.append("")
+    for v, against, limit, text in t["targets"]:
+        r = ratio(t, v, against)
+        shown = f"{r:.2f}× the cost" if limit >= 1 or r >= 1 else f"{1 / r:.2f}× faster"
+        lines.append(f"- {v} vs {against}: {shown}; target {text}: "
+                     f"**{'met' if r <= limit else 'MISSED'}**")
+    rounds = len(next(iter(t["values"].values())))
+    lines += ["", f"({rounds} interleaved rounds; cost ratios are medians of per-round ratios"
+                  f"{'; ' + net + ' subtracted per round' if net else ''}.)", ""]
+    return lines
+
+
+def report(args):
+    parts = []
+    for path in args.parts:
+        with open(path) as f:
+            parts.append(json.load(f))
+    first = parts[0]
+    lines = [f"# fsm benchmarks, {time.strftime('%Y-%m-%d')} ({first['mode']} mode)", ""]
+    lines += ["Produced by `bash benches/run.sh" + (" --full" if first["mode"] == "full" else "")
+              + "`. Ratios are measured side by side in one run (BENCH.md).", ""]
+    if args.commit:
+        lines += [f"Commit: `{args.commit}`. Machine: {args.machine}.", ""]
+    for p in parts:
+        s = p["settings"]
+        lines += [f"Server: {s['version']}", "",
+                  "| setting | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in s.items() if k not in ("version",)]
+        lines.append("")
+        for t in p["tables"]:
+            lines += render_table(t)
+    text = "\n".join(lines)
+    with open(args.out, "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("measure")
+    m.add_argument("--mode", choices=MODES, default="short")
+    m.add_argument("--workloads", default="w1,w2,w3,w4,w6,w7")
+    m.add_argument("--pg18", action="store_true", help="W6 against PostgreSQL 18's uuidv7()")
+    m.add_argument("--out", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("parts", nargs="+")
+    r.add_argument("--out", required=True)
+    r.add_argument("--commit", default="")
+    r.add_argument("--machine", default="")
+    args = parser.parse_args()
+    measure(args) if args.command == "measure" else report(args)
+
+
+if __name__ == "__main__":
+    main()
