@@ -87,3 +87,8 @@ BEGIN
 END
 $$;
 CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.forget_dropped_tables();
+
+-- Ids (src/uuid7.rs); uuid7(at) and uuid7_time(id) are declared by pgrx.
+CREATE FUNCTION fsm.uuid7() RETURNS uuid LANGUAGE c VOLATILE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'fsm_uuid7';
+COMMENT ON FUNCTION fsm.uuid7() IS 'fsm: a new UUIDv7, strictly increasing within the session';

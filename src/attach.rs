@@ -26,9 +26,22 @@ fn prefix(s: &str, max: usize) -> &str {
 }
 
 /// Trigger names derived from the column (PostgreSQL names hold 63 bytes).
-fn trigger_names(column: &str) -> (String, String) {
+/// The triggers `attach` creates for a column: BEFORE INSERT and BEFORE
+/// UPDATE row triggers, and the AFTER UPDATE statement trigger that
+/// appends the history rows the UPDATE held back (see `pending`).
+pub(crate) struct TriggerNames {
+    pub insert: String,
+    pub update: String,
+    pub flush: String,
+}
+
+pub(crate) fn trigger_names(column: &str) -> TriggerNames {
     let c = prefix(column, 40);
-    (format!("zz_fsm_{c}_insert"), format!("zz_fsm_{c}_update"))
+    TriggerNames {
+        insert: format!("zz_fsm_{c}_insert"),
+        update: format!("zz_fsm_{c}_update"),
+        flush: format!("zz_fsm_{c}_flush"),
+    }
 }
 
 struct Target {
@@ -195,7 +208,7 @@ fn attach_column(
         .hint("Rename or drop that relation, then attach again."));
     }
     let history = format!("{}.{}", quote_ident(&t.schema), quote_ident(&history_name));
-    let (insert_trigger, update_trigger) = trigger_names(col);
+    let triggers = trigger_names(col);
     let quoted_col = quote_ident(col);
     let ddl = format!(
         "CREATE TABLE {history} (
@@ -208,7 +221,7 @@ fn attach_column(
             actor text,
             db_user text NOT NULL DEFAULT current_user
          );
-         CREATE INDEX ON {history} (entity_key, id);
+         CREATE INDEX ON {history} (entity_key, id) INCLUDE (event);
          CREATE TRIGGER fsm_append_only BEFORE UPDATE OR DELETE ON {history}
              FOR EACH STATEMENT EXECUTE FUNCTION fsm.refuse_history_change();
          CREATE TRIGGER fsm_append_only_truncate BEFORE TRUNCATE ON {history}
@@ -218,9 +231,12 @@ fn attach_column(
              FOR EACH ROW EXECUTE FUNCTION fsm.enforce({col_literal});
          CREATE TRIGGER {update_trigger} BEFORE UPDATE OF {quoted_col} ON {table}
              FOR EACH ROW WHEN (OLD.{quoted_col} IS DISTINCT FROM NEW.{quoted_col})
-             EXECUTE FUNCTION fsm.enforce({col_literal});",
-        insert_trigger = quote_ident(&insert_trigger),
-        update_trigger = quote_ident(&update_trigger),
+             EXECUTE FUNCTION fsm.enforce({col_literal});
+         CREATE TRIGGER {flush_trigger} AFTER UPDATE OF {quoted_col} ON {table}
+             FOR EACH STATEMENT EXECUTE FUNCTION fsm.enforce({col_literal});",
+        insert_trigger = quote_ident(&triggers.insert),
+        update_trigger = quote_ident(&triggers.update),
+        flush_trigger = quote_ident(&triggers.flush),
         table = t.display,
         col_literal = quote_literal(col),
         comment = quote_literal(&format!(
@@ -306,11 +322,13 @@ fn detach(
         )
         .hint("See SELECT * FROM fsm.bindings.")
     })?;
-    let (insert_trigger, update_trigger) = trigger_names(&col);
+    let triggers = trigger_names(&col);
     let mut ddl = format!(
-        "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table};",
-        quote_ident(&insert_trigger),
-        quote_ident(&update_trigger),
+        "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}; \
+         DROP TRIGGER IF EXISTS {} ON {table};",
+        quote_ident(&triggers.insert),
+        quote_ident(&triggers.update),
+        quote_ident(&triggers.flush),
         table = t.display
     );
     if drop_history.unwrap_or(false) {

@@ -17,8 +17,7 @@ use pgrx::{pg_sys, JsonB};
 
 use crate::error::{ErrorKind, FsmError, FsmResult};
 use crate::machine::{validate::compile_json, EventId, Machine};
-use crate::quote;
-use crate::spi_plan::KeptPlan;
+use crate::spi_plan::{KeptPlan, PlanCache};
 
 /// A guard or action function, resolved for one table's row type.
 pub struct Callable {
@@ -33,35 +32,25 @@ pub struct EventRuntime {
     pub action: Option<Result<Callable, FsmError>>,
 }
 
-/// The statements `fire` runs for a binding, built once when it is loaded.
-/// Names are always schema-qualified and quoted: the cache outlives any
-/// `search_path` the session sets.
-pub struct FireSql {
-    /// Locks the row; returns state and key.
-    pub lock_state: String,
-    /// The same, with the whole row for a guard or an action.
-    pub lock_row: String,
-    /// Moves the row: `$1` key, `$2` new state.
-    pub update: String,
-}
-
-impl FireSql {
-    fn new(table_sql: &str, column: &str, key_column: &str, key_type: &str) -> FireSql {
-        let (column, key) = (quote::ident(column), quote::ident(key_column));
-        let lock = |row: &str| {
-            format!(
-                "SELECT t.{column}::text, t.{key}, {row} FROM {table_sql} t \
-                  WHERE t.{key} = $1::{key_type} FOR NO KEY UPDATE"
-            )
-        };
-        FireSql {
-            lock_state: lock("NULL::record"),
-            lock_row: lock("t"),
-            update: format!(
-                "UPDATE {table_sql} t SET {column} = $2 WHERE t.{key} = $1::{key_type}"
-            ),
-        }
-    }
+/// The statements run for a binding outside the trigger, each prepared once
+/// per backend for each type a caller passes the key as (see `fire` and
+/// `read` for their SQL).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Statement {
+    /// `fire`: locks the row; returns state and key. `$1` key.
+    LockState,
+    /// `fire`: the same, with the whole row for a guard or an action.
+    LockRow,
+    /// `fire`: moves the row. `$1` key, `$2` new state.
+    Update,
+    /// `history`: which of since, until and limit the query filters on.
+    History {
+        since: bool,
+        until: bool,
+        limit: bool,
+    },
+    /// `current_states`. `$1` an array of keys.
+    CurrentStates,
 }
 
 /// A machine attached to one column of one table.
@@ -79,10 +68,24 @@ pub struct Binding {
     pub machine: Machine,
     pub history_table: String,
     pub protect: bool,
-    pub fire_sql: FireSql,
+    /// Schema-qualified and quoted, for SQL: the cache outlives any
+    /// `search_path` the session sets.
+    pub table_sql: String,
+    pub key_column: String,
+    /// `format_type` of the key column, for casts in SQL.
+    pub key_type_sql: String,
+    /// Plans of `Statement`s, by statement and the caller's key type.
+    pub plans: PlanCache<(Statement, pg_sys::Oid)>,
     pub notify: Option<String>,
     pub events: Vec<EventRuntime>,
     pub insert_history: OnceCell<KeptPlan>,
+    /// The same for many rows at once, from arrays (see `pending`).
+    pub insert_history_rows: OnceCell<KeptPlan>,
+    /// How the key type is stored, to copy and to build arrays of keys.
+    pub key_storage: TypeStorage,
+    /// Whether the AFTER UPDATE statement trigger is there and enabled:
+    /// only then may the row trigger hold history rows back.
+    pub batches_updates: bool,
     pub notify_plan: OnceCell<KeptPlan>,
 }
 
@@ -106,6 +109,31 @@ pub fn datum_text(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> String {
         pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut varlena);
         let text = pg_sys::OidOutputFunctionCall(output, datum);
         CStr::from_ptr(text).to_string_lossy().into_owned()
+    }
+}
+
+/// `pg_type`'s storage facts of a type, and its array type.
+#[derive(Clone, Copy)]
+pub struct TypeStorage {
+    pub len: i16,
+    pub by_value: bool,
+    pub align: std::ffi::c_char,
+    pub array_type: pg_sys::Oid,
+}
+
+impl TypeStorage {
+    pub fn of(type_oid: pg_sys::Oid) -> TypeStorage {
+        let (mut len, mut by_value, mut align) = (0i16, false, 0 as std::ffi::c_char);
+        // SAFETY: syscache lookups of an existing type.
+        unsafe {
+            pg_sys::get_typlenbyvalalign(type_oid, &mut len, &mut by_value, &mut align);
+            TypeStorage {
+                len,
+                by_value,
+                align,
+                array_type: pg_sys::get_array_type(type_oid),
+            }
+        }
     }
 }
 
@@ -201,7 +229,9 @@ fn trigger_column(trigger: &pg_sys::Trigger) -> String {
 const LOAD_BINDINGS: &str = "
 SELECT b.col::text, a.attnum, k.attname::text, k.attnum, k.atttypid, c.reltype, c.relowner,
        m.name, m.definition,        format('%I.%I', hn.nspname, hc.relname), b.protect, b.notify, b.tbl::text,
-       format('%I.%I', n.nspname, c.relname), pg_catalog.format_type(k.atttypid, NULL)
+       format('%I.%I', n.nspname, c.relname), pg_catalog.format_type(k.atttypid, NULL),
+       ARRAY(SELECT t.tgname::text FROM pg_catalog.pg_trigger t
+              WHERE t.tgrelid = b.tbl AND t.tgenabled <> 'D')
   FROM fsm.binding b
   JOIN fsm.machine m ON m.name = b.machine
   JOIN pg_catalog.pg_class c ON c.oid = b.tbl
@@ -235,6 +265,7 @@ fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
                 row.get::<String>(13)?.unwrap_or_default(),
                 row.get::<String>(14)?.unwrap_or_default(),
                 row.get::<String>(15)?.unwrap_or_default(),
+                row.get::<Vec<String>>(16)?.unwrap_or_default(),
             ));
         }
         Ok(rows)
@@ -257,6 +288,7 @@ fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
                 table,
                 table_sql,
                 key_type_sql,
+                enabled_triggers,
             )| {
                 let (_, compiled) = compile_json(&definition).map_err(|e| {
                     FsmError::new(
@@ -281,10 +313,18 @@ fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
                             .map(|a| resolve_function(a, row_type, "action", &e.name, &table)),
                     })
                     .collect();
+                let batches_updates =
+                    enabled_triggers.contains(&crate::attach::trigger_names(&column).flush);
                 Ok(Binding {
                     relid,
+                    batches_updates,
+                    key_storage: TypeStorage::of(key_type),
+                    insert_history_rows: OnceCell::new(),
                     table,
-                    fire_sql: FireSql::new(&table_sql, &column, &key_column, &key_type_sql),
+                    table_sql,
+                    key_column,
+                    key_type_sql,
+                    plans: PlanCache::default(),
                     column,
                     attnum,
                     key_attnum,

@@ -13,6 +13,7 @@
 //! XX000 "Trigger function panic", which would be a bug.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -22,6 +23,7 @@ use crate::catalog::Binding;
 use crate::error::{allowed_hint, ErrorKind, FsmError, FsmResult};
 use crate::history::{self, Entry};
 use crate::machine::{EventId, StateId};
+use crate::pending;
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
 
@@ -167,22 +169,9 @@ fn current_user_is_member(role: &str) -> bool {
     }
 }
 
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_fsm_enforce() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+v1_function!(fsm_enforce, pg_finfo_fsm_enforce, enforce);
 
 /// The trigger function behind `fsm.enforce()`.
-///
-/// # Safety
-/// Called by PostgreSQL's trigger manager with a valid `fcinfo`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn fsm_enforce(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    pg_sys::submodules::panic::pgrx_extern_c_guard(move || unsafe { enforce(fcinfo) })
-}
-
 unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: checked below that we were called as a trigger.
     let context = unsafe { (*fcinfo).context };
@@ -192,19 +181,27 @@ unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     let td = unsafe { &*(context as *const pg_sys::TriggerData) };
     let event = td.tg_event;
     let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;
-    let before = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
-    if !row_level || !before {
-        pgrx::error!("fsm.enforce() must run BEFORE, FOR EACH ROW");
-    }
+    let timing = event & pg_sys::TRIGGER_EVENT_TIMINGMASK;
+    let operation = event & pg_sys::TRIGGER_EVENT_OPMASK;
     let relation = td.tg_relation;
     let relid = unsafe { (*relation).rd_id };
     let desc = unsafe { (*relation).rd_att };
     let b = crate::catalog::trigger_binding(unsafe { &*td.tg_trigger }, relid)
         .unwrap_or_else(|e| e.raise());
-    let tuple = match event & pg_sys::TRIGGER_EVENT_OPMASK {
-        pg_sys::TRIGGER_EVENT_INSERT => on_insert(&b, td.tg_trigtuple, desc),
-        pg_sys::TRIGGER_EVENT_UPDATE => on_update(&b, td.tg_trigtuple, td.tg_newtuple, desc),
-        _ => pgrx::error!("fsm.enforce() handles INSERT and UPDATE only"),
+    let tuple = match (row_level, timing, operation) {
+        (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_INSERT) => {
+            on_insert(&b, td.tg_trigtuple, desc)
+        }
+        (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_UPDATE) => {
+            on_update(&b, td.tg_trigtuple, td.tg_newtuple, desc)
+        }
+        (false, pg_sys::TRIGGER_EVENT_AFTER, pg_sys::TRIGGER_EVENT_UPDATE) => {
+            pending::flush(&b);
+            std::ptr::null_mut()
+        }
+        _ => pgrx::error!(
+            "fsm.enforce() runs BEFORE INSERT or UPDATE FOR EACH ROW, or AFTER UPDATE FOR EACH STATEMENT"
+        ),
     };
     pg_sys::Datum::from(tuple)
 }
@@ -300,7 +297,7 @@ fn set_text_attr(
 /// UPDATE that changes the state: a declared event must lead from the old
 /// to the new state, and its roles, payload schema and guard must agree.
 fn on_update(
-    b: &Binding,
+    b: &Rc<Binding>,
     old: *mut pg_sys::HeapTupleData,
     new: *mut pg_sys::HeapTupleData,
     desc: pg_sys::TupleDesc,
@@ -366,6 +363,13 @@ fn on_update(
             (event, None)
         }
     };
+    // A plain UPDATE's history row waits for the statement's end (see
+    // `pending`), unless something must see it now: an action, a NOTIFY.
+    let has_action = b.runtime(event).action.is_some();
+    if b.batches_updates && b.notify.is_none() && payload.is_none() && !has_action {
+        pending::hold(b, key, event, from, to);
+        return new;
+    }
     history::append(
         b,
         &Entry {

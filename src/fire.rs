@@ -6,14 +6,16 @@
 //! told which event it is seeing (see `enforce::FireContext`) and records it
 //! with the payload instead of checking it a second time.
 
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB, PgRelation};
 
-use crate::catalog::{self, Binding};
+use crate::catalog::{self, Binding, Statement};
 use crate::enforce::{check_requirements, run_action, FireContext, FireScope, Subject};
 use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
 use crate::history::{self, Entry};
+use crate::quote;
+use crate::spi_plan::{connected, KeptPlan};
+use std::rc::Rc;
 
 /// Fires `event` on the row of `tbl` whose key is `key`; returns the new state.
 ///
@@ -69,9 +71,9 @@ fn fire_on(
     let needs_row =
         event_id.is_some_and(|e| b.runtime(e).guard.is_some() || b.runtime(e).action.is_some());
     let lock = if needs_row {
-        &b.fire_sql.lock_row
+        Statement::LockRow
     } else {
-        &b.fire_sql.lock_state
+        Statement::LockState
     };
     let Some(key) = key else {
         return Err(FsmError::new(
@@ -82,22 +84,17 @@ fn fire_on(
             ),
         ));
     };
-    Spi::connect_mut(|client| {
-        // SAFETY: the datum and its type come together from the call's argument.
-        let key_arg = unsafe { DatumWithOid::new(key, key.oid()) };
-        let locked = client.update(lock.as_str(), Some(1), &[key_arg])?;
-        if locked.is_empty() {
+    connected(|| {
+        let locked = plan(b, lock, key.oid()).first_row(&[Some(key.datum())]);
+        let Some(row) = locked else {
             let shown = catalog::datum_text(key.datum(), key.oid());
             return Err(FsmError::new(
                 ErrorKind::KeyNotFound,
                 format!("no row of {} has key {shown} (event \"{event}\")", b.table),
             ));
-        }
-        let row = locked.first();
-        let state: String = row.get(1)?.unwrap_or_default();
-        let table_key = row
-            .get_datum_by_ordinal(2)?
-            .unwrap_or(pg_sys::Datum::from(0));
+        };
+        let state = row.text(1).unwrap_or_default();
+        let table_key = row.get(2).unwrap_or(pg_sys::Datum::from(0));
         let subject = Subject {
             binding: b,
             key: table_key,
@@ -164,12 +161,8 @@ fn fire_on(
                 .hint(target_hint(b, targets)))
             }
         };
-        check_requirements(&subject, event_id, payload.as_ref(), || {
-            row.get_datum_by_ordinal(3)
-                .ok()
-                .flatten()
-                .unwrap_or(pg_sys::Datum::from(0))
-        })?;
+        let whole_row = || row.get(3).unwrap_or(pg_sys::Datum::from(0));
+        check_requirements(&subject, event_id, payload.as_ref(), whole_row)?;
 
         let target_name = machine.state(target).name.clone();
         if target == from {
@@ -185,12 +178,7 @@ fn fire_on(
                     payload: payload.as_ref(),
                 },
             );
-            run_action(b, event_id, payload.as_ref(), || {
-                row.get_datum_by_ordinal(3)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(pg_sys::Datum::from(0))
-            });
+            run_action(b, event_id, payload.as_ref(), whole_row);
             return Ok(target_name);
         }
         let _scope = FireScope::enter(FireContext {
@@ -201,20 +189,44 @@ fn fire_on(
             event: event_id,
             payload,
         });
-        // SAFETY: the key datum and its type come from the same argument.
-        let key_arg = unsafe { DatumWithOid::new(key, key.oid()) };
-        let updated = client.update(
-            b.fire_sql.update.as_str(),
-            None,
-            &[key_arg, target_name.as_str().into()],
-        )?;
-        if updated.is_empty() {
+        let updated = plan(b, Statement::Update, key.oid()).execute(
+            &[Some(key.datum()), target_name.as_str().into_datum()],
+            false,
+        );
+        if updated == 0 {
             return Err(subject.refuse(
                 ErrorKind::InsufficientPrivilege,
                 format!("event \"{event}\" could not update the row: a row level security policy or a trigger skipped it"),
             ));
         }
         Ok(target_name)
+    })
+}
+
+/// The kept plan of one of fire's statements, for a key passed as `key_type`.
+fn plan(b: &Binding, statement: Statement, key_type: pg_sys::Oid) -> Rc<KeptPlan> {
+    b.plans.get((statement, key_type), || {
+        let (table, column, key, key_sql_type) = (
+            &b.table_sql,
+            quote::ident(&b.column),
+            quote::ident(&b.key_column),
+            &b.key_type_sql,
+        );
+        let lock = |row: &str| {
+            format!(
+                "SELECT t.{column}::text, t.{key}, {row} FROM {table} t \
+                  WHERE t.{key} = $1::{key_sql_type} FOR NO KEY UPDATE"
+            )
+        };
+        match statement {
+            Statement::LockState => (lock("NULL::record"), vec![key_type]),
+            Statement::LockRow => (lock("t"), vec![key_type]),
+            Statement::Update => (
+                format!("UPDATE {table} t SET {column} = $2 WHERE t.{key} = $1::{key_sql_type}"),
+                vec![key_type, pg_sys::TEXTOID],
+            ),
+            _ => unreachable!("not one of fire's statements"),
+        }
     })
 }
 

@@ -8,7 +8,7 @@
 use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB};
 
-use crate::catalog::Binding;
+use crate::catalog::{Binding, TypeStorage};
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
 use crate::uuid7;
@@ -26,6 +26,11 @@ pub struct Entry<'a> {
 /// Appends the row and, with `notify`, queues the NOTIFY; returns its id.
 pub fn append(b: &Binding, e: &Entry) -> pgrx::Uuid {
     let id = uuid7::next();
+    append_with_id(b, e, id);
+    id
+}
+
+fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
     connected(|| {
         let plan = b.insert_history.get_or_init(|| {
             KeptPlan::prepare(
@@ -61,7 +66,109 @@ pub fn append(b: &Binding, e: &Entry) -> pgrx::Uuid {
             notify(b, channel, e, &id);
         }
     });
-    id
+}
+
+/// Appends the history rows `pending` held for one binding, with one
+/// INSERT from arrays (a single row goes the cheaper one-row way).
+pub fn append_rows(b: &Binding, rows: &[crate::pending::Held]) {
+    let machine = &b.machine;
+    match rows {
+        [] => return,
+        [one] => {
+            let entry = Entry {
+                key: one.key,
+                event: Some(&machine.event(one.event).name),
+                from: Some(&machine.state(one.from).name),
+                to: &machine.state(one.to).name,
+                payload: None,
+            };
+            return append_with_id(b, &entry, pgrx::Uuid::from_bytes(one.id));
+        }
+        _ => {}
+    }
+    connected(|| {
+        let plan = b.insert_history_rows.get_or_init(|| {
+            KeptPlan::prepare(
+                &format!(
+                    "INSERT INTO {} (id, entity_key, event, from_state, to_state, actor, db_user) \
+                     SELECT u.id, u.k, u.e, u.f, u.t, $6, $7 \
+                       FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), \
+                                       pg_catalog.unnest($4), pg_catalog.unnest($5)) AS u(id, k, e, f, t)",
+                    b.history_table
+                ),
+                &[
+                    pg_sys::UUIDARRAYOID,
+                    b.key_storage.array_type,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTOID,
+                    pg_sys::TEXTOID,
+                ],
+            )
+        });
+        let state_names: Vec<pg_sys::Datum> = machine
+            .states
+            .iter()
+            .map(|s| text_datum_of(&s.name))
+            .collect();
+        let event_names: Vec<pg_sys::Datum> = machine
+            .events
+            .iter()
+            .map(|e| text_datum_of(&e.name))
+            .collect();
+        let ids: Vec<pg_sys::Datum> = rows
+            .iter()
+            .map(|r| pg_sys::Datum::from(r.id.as_ptr()))
+            .collect();
+        let keys: Vec<pg_sys::Datum> = rows.iter().map(|r| r.key).collect();
+        let events: Vec<pg_sys::Datum> =
+            rows.iter().map(|r| event_names[r.event as usize]).collect();
+        let froms: Vec<pg_sys::Datum> = rows.iter().map(|r| state_names[r.from as usize]).collect();
+        let tos: Vec<pg_sys::Datum> = rows.iter().map(|r| state_names[r.to as usize]).collect();
+        let text = TypeStorage::of(pg_sys::TEXTOID);
+        let args = [
+            Some(array(
+                &ids,
+                pg_sys::UUIDOID,
+                TypeStorage::of(pg_sys::UUIDOID),
+            )),
+            Some(array(&keys, b.key_type, b.key_storage)),
+            Some(array(&events, pg_sys::TEXTOID, text)),
+            Some(array(&froms, pg_sys::TEXTOID, text)),
+            Some(array(&tos, pg_sys::TEXTOID, text)),
+            settings::value(&settings::ACTOR).map(text_datum),
+            Some(current_user_datum()),
+        ];
+        as_user(b.owner, || plan.execute(&args, false));
+    });
+}
+
+/// A one-dimensional array of `elements`, pallocated in the SPI context.
+fn array(
+    elements: &[pg_sys::Datum],
+    element_type: pg_sys::Oid,
+    storage: TypeStorage,
+) -> pg_sys::Datum {
+    // SAFETY: every element is a datum of element_type; construct_array
+    // copies them.
+    pg_sys::Datum::from(unsafe {
+        pg_sys::construct_array(
+            elements.as_ptr() as *mut pg_sys::Datum,
+            elements.len() as i32,
+            element_type,
+            storage.len as i32,
+            storage.by_value,
+            storage.align,
+        )
+    })
+}
+
+fn text_datum_of(s: &str) -> pg_sys::Datum {
+    // SAFETY: copies len bytes into a new text value.
+    pg_sys::Datum::from(unsafe {
+        pg_sys::cstring_to_text_with_len(s.as_ptr() as *const std::ffi::c_char, s.len() as i32)
+    })
 }
 
 /// A C string as a text datum, pallocated in the SPI context.

@@ -7,6 +7,9 @@
 
 ::pgrx::pg_module_magic!(name, version);
 
+#[macro_use]
+mod v1;
+
 mod attach;
 mod catalog;
 mod enforce;
@@ -15,7 +18,9 @@ mod fire;
 mod history;
 pub mod machine;
 mod machines;
+mod pending;
 mod quote;
+mod read;
 mod settings;
 mod spi_plan;
 mod uuid7;
@@ -31,6 +36,7 @@ pgrx::extension_sql_file!("../sql/read.sql", name = "read", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
     catalog::register_invalidation();
+    pending::register_callbacks();
 }
 
 /// Required by `cargo pgrx test`.

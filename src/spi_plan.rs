@@ -5,8 +5,12 @@
 //! datum wrappers; the trigger already holds raw `Datum`s from the tuple, so
 //! it passes them straight through here.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::hash::Hash;
 use std::ptr::NonNull;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 
@@ -83,16 +87,47 @@ impl KeptPlan {
 
     /// Executes a one-row, one-column query and returns its datum.
     pub fn first_datum(&self, args: &[Option<pg_sys::Datum>]) -> Option<pg_sys::Datum> {
+        self.first_row(args).and_then(|row| row.get(1))
+    }
+
+    /// Executes the plan and returns its first row, if any.
+    pub fn first_row(&self, args: &[Option<pg_sys::Datum>]) -> Option<FirstRow> {
         if self.execute(args, false) == 0 {
             return None;
         }
         // SAFETY: at least one row is in SPI_tuptable after a successful execution.
         unsafe {
             let table = pg_sys::SPI_tuptable;
-            let mut is_null = false;
-            let datum = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut is_null);
-            (!is_null).then_some(datum)
+            Some(FirstRow {
+                tuple: *(*table).vals,
+                desc: (*table).tupdesc,
+            })
         }
+    }
+}
+
+/// The first row of a result, valid until the SPI connection that produced
+/// it ends.
+pub struct FirstRow {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl FirstRow {
+    /// Column `n` (from 1), or `None` for NULL.
+    pub fn get(&self, n: i32) -> Option<pg_sys::Datum> {
+        let mut is_null = false;
+        // SAFETY: tuple and descriptor come from SPI_tuptable; SPI_getbinval
+        // checks n against the descriptor.
+        let datum = unsafe { pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut is_null) };
+        (!is_null).then_some(datum)
+    }
+
+    /// Column `n` of a text type as a Rust string.
+    pub fn text(&self, n: i32) -> Option<String> {
+        // SAFETY: the caller's query makes column n a text value.
+        self.get(n)
+            .and_then(|d| unsafe { <String as pgrx::FromDatum>::from_datum(d, false) })
     }
 }
 
@@ -102,5 +137,30 @@ impl Drop for KeptPlan {
         unsafe {
             pg_sys::SPI_freeplan(self.plan.as_ptr());
         }
+    }
+}
+
+/// Kept plans by key, prepared on first use.
+pub struct PlanCache<K>(RefCell<HashMap<K, Rc<KeptPlan>>>);
+
+impl<K> Default for PlanCache<K> {
+    fn default() -> Self {
+        PlanCache(RefCell::new(HashMap::new()))
+    }
+}
+
+impl<K: Hash + Eq> PlanCache<K> {
+    /// The plan for `key`; `build` gives its SQL and argument types the
+    /// first time. Must be called inside [`connected`]. The plan is handed
+    /// out by `Rc` so a nested use (a guard firing on the same table) never
+    /// finds the cache borrowed.
+    pub fn get(&self, key: K, build: impl FnOnce() -> (String, Vec<pg_sys::Oid>)) -> Rc<KeptPlan> {
+        if let Some(plan) = self.0.borrow().get(&key) {
+            return plan.clone();
+        }
+        let (sql, types) = build();
+        let plan = Rc::new(KeptPlan::prepare(&sql, &types));
+        self.0.borrow_mut().insert(key, plan.clone());
+        plan
     }
 }

@@ -270,6 +270,69 @@ mod tests {
     }
 
     #[pg_test]
+    fn reads_cover_every_bound_column_and_key_type() {
+        setup_orders();
+        Spi::run(r#"SELECT fsm.create_machine('pay', '{"states": {"open": {"initial": true}, "settled": {}},
+                     "events": {"settle": {"from": "open", "to": "settled"}}}')"#)
+        .unwrap();
+        Spi::run("ALTER TABLE orders ADD COLUMN payment text DEFAULT 'open'").unwrap();
+        Spi::run("SELECT fsm.attach('orders', 'payment', 'pay')").unwrap();
+        Spi::run("INSERT INTO orders (id) VALUES (3)").unwrap();
+        Spi::run("UPDATE orders SET payment = 'settled' WHERE id = 3").unwrap();
+        Spi::run(r#"SELECT fsm.fire('orders', 3, 'pay', '{"amount": 1}')"#).unwrap();
+        // One history, newest first, over both columns' history tables;
+        // the key may come as int or bigint (a plan per key type).
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(event || ':' || to_state, ',') FROM fsm.history('orders', 3)"
+            ),
+            Some("pay:paid,settle:settled".into())
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fsm.history('orders', 3::bigint, lim => 3)"),
+            Some(3)
+        );
+        // current_states answers for the first bound column.
+        assert_eq!(
+            one::<String>(
+                "SELECT state || '/' || last_event FROM fsm.current_states('orders', ARRAY[3])"
+            ),
+            Some("paid/pay".into())
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.current_states(NULL, ARRAY[3])").0,
+            ERRCODE_NULL_VALUE_NOT_ALLOWED
+        );
+    }
+
+    #[pg_test]
+    fn set_based_update_appends_a_history_row_per_row() {
+        Spi::run(
+            r#"SELECT fsm.create_machine('flow', '{"states": {"a": {"initial": true}, "b": {}},
+                     "events": {"go": {"from": "a", "to": "b"}}}')"#,
+        )
+        .unwrap();
+        Spi::run("CREATE TABLE items (id bigint PRIMARY KEY, status text)").unwrap();
+        Spi::run("SELECT fsm.attach('items', 'status', 'flow')").unwrap();
+        Spi::run("INSERT INTO items (id) SELECT g FROM generate_series(1, 500) g").unwrap();
+        Spi::run("UPDATE items SET status = 'b'").unwrap();
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM items_status_history h JOIN items i ON i.id = h.entity_key
+                  WHERE h.event = 'go' AND h.from_state = 'a' AND h.to_state = 'b'"
+            ),
+            Some(500)
+        );
+        // Visible to the next statement of the same transaction, through fsm.history too.
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(to_state, ',') FROM fsm.history('items', 250::bigint)"
+            ),
+            Some("b,a".into())
+        );
+    }
+
+    #[pg_test]
     fn uuid7_orders_and_reads_back_its_time() {
         assert_eq!(one::<bool>("SELECT fsm.uuid7() < fsm.uuid7()"), Some(true));
         assert_eq!(

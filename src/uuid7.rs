@@ -61,7 +61,7 @@ pub fn next_bytes() -> [u8; 16] {
         .unwrap_or(0);
     GENERATOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let pid = std::process::id();
+        let pid = process_id();
         let generator = match slot.as_mut() {
             Some(g) if g.pid == pid => g,
             _ => slot.insert(Generator {
@@ -74,6 +74,16 @@ pub fn next_bytes() -> [u8; 16] {
         generator.last_stamp = stamp;
         layout(stamp, generator.rng.next_u64())
     })
+}
+
+/// This process's id: PostgreSQL's `MyProcPid` in a backend (a variable,
+/// where getpid() would be a system call per id), the OS's in unit tests.
+fn process_id() -> u32 {
+    #[cfg(not(test))]
+    // SAFETY: set once by PostgreSQL when the process starts.
+    return unsafe { pg_sys::MyProcPid } as u32;
+    #[cfg(test)]
+    return std::process::id();
 }
 
 pub fn next() -> pgrx::Uuid {
@@ -90,10 +100,19 @@ pub fn unix_ms(bytes: &[u8; 16]) -> i64 {
     i64::from_be_bytes(ms)
 }
 
-/// A new UUIDv7, strictly greater than every id this session made before.
-#[pg_extern(volatile, parallel_safe, name = "uuid7")]
-fn uuid7() -> pgrx::Uuid {
-    next()
+v1_function!(fsm_uuid7, pg_finfo_fsm_uuid7, uuid7);
+
+/// `fsm.uuid7()`: a new UUIDv7, strictly greater than every id this session
+/// made before. Raw V1 (declared in sql/catalog.sql): W6 in BENCH.md counts
+/// every nanosecond of it.
+unsafe fn uuid7(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: a uuid datum is a pointer to its 16 bytes, palloc'd in the
+    // caller's memory context.
+    unsafe {
+        let out = pg_sys::palloc(16) as *mut [u8; 16];
+        out.write(next_bytes());
+        pg_sys::Datum::from(out)
+    }
 }
 
 /// The smallest UUIDv7 of the millisecond of `at`: ids made at or after

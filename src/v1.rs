@@ -1,0 +1,28 @@
+//! Functions written against PostgreSQL's raw V1 calling convention, for
+//! the paths where pgrx's argument and result conversions would cost more
+//! than the work itself (the trigger, the read functions, `uuid7()`). Their
+//! SQL declarations are in `sql/`.
+
+/// Exports `$name` as a V1 function running `$body`, an
+/// `unsafe fn(FunctionCallInfo) -> Datum`. A Rust panic in it becomes an
+/// ERROR, as in any pgrx function.
+macro_rules! v1_function {
+    ($name:ident, $finfo:ident, $body:path) => {
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        pub extern "C" fn $finfo() -> &'static pgrx::pg_sys::Pg_finfo_record {
+            const V1: pgrx::pg_sys::Pg_finfo_record =
+                pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+
+        /// # Safety
+        /// Called by PostgreSQL's function manager with a valid `fcinfo`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C-unwind" fn $name(
+            fcinfo: pgrx::pg_sys::FunctionCallInfo,
+        ) -> pgrx::pg_sys::Datum {
+            pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || unsafe { $body(fcinfo) })
+        }
+    };
+}
