@@ -43,6 +43,12 @@ pub enum Statement {
     LockRow,
     /// `fire`: moves the row. `$1` key, `$2` new state.
     Update,
+    /// `fire`: moves the row by `event` to `to` if it is in a state the
+    /// event leads from. `$1` key, `$2` expected state or NULL.
+    Move {
+        event: EventId,
+        to: crate::machine::StateId,
+    },
     /// `history`: which of since, until and limit the query filters on.
     History {
         since: bool,

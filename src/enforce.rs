@@ -28,11 +28,13 @@ use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
 
 /// What `fsm.fire` tells the trigger about the UPDATE it is about to run:
-/// the event it already checked, and the payload to record.
+/// the event it already checked, and the payload to record. `from` is
+/// `None` when fire's UPDATE itself only matches rows in a state the event
+/// leads from (see `fire::try_one_statement`).
 pub struct FireContext {
     pub relid: pg_sys::Oid,
     pub attnum: i16,
-    pub from: StateId,
+    pub from: Option<StateId>,
     pub to: StateId,
     pub event: EventId,
     pub payload: Option<serde_json::Value>,
@@ -65,7 +67,13 @@ fn take_fire_context(b: &Binding, from: StateId, to: StateId) -> Option<FireCont
         let mut f = f.borrow_mut();
         match f.as_ref() {
             Some(c)
-                if c.relid == b.relid && c.attnum == b.attnum && c.from == from && c.to == to =>
+                if c.relid == b.relid
+                    && c.attnum == b.attnum
+                    && c.to == to
+                    && c.from.map_or_else(
+                        || b.machine.targets(from, c.event).contains(&to),
+                        |f| f == from,
+                    ) =>
             {
                 f.take()
             }

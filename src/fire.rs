@@ -13,6 +13,7 @@ use crate::catalog::{self, Binding, Statement};
 use crate::enforce::{check_requirements, run_action, FireContext, FireScope, Subject};
 use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
 use crate::history::{self, Entry};
+use crate::machine::EventId;
 use crate::quote;
 use crate::spi_plan::{connected, KeptPlan};
 use std::rc::Rc;
@@ -84,6 +85,10 @@ fn fire_on(
             ),
         ));
     };
+    if let Some(moved) = event_id.and_then(|e| try_one_statement(b, &key, e, &payload, expect, to))
+    {
+        return Ok(moved);
+    }
     connected(|| {
         let locked = plan(b, lock, key.oid()).first_row(&[Some(key.datum())]);
         let Some(row) = locked else {
@@ -184,7 +189,7 @@ fn fire_on(
         let _scope = FireScope::enter(FireContext {
             relid: b.relid,
             attnum: b.attnum,
-            from,
+            from: Some(from),
             to: target,
             event: event_id,
             payload,
@@ -200,6 +205,55 @@ fn fire_on(
             ));
         }
         Ok(target_name)
+    })
+}
+
+/// The one-statement way, for an event that needs no row (no guard, no
+/// action) and whose target is known without the source: after its roles
+/// and payload pass, one UPDATE both checks the source (it only matches a
+/// row in a state the event leads from) and moves the row; the trigger
+/// records it. `None` means "take the full way": it locks the row and says
+/// precisely what is wrong, or handles what this cannot (a self-transition,
+/// a row another transaction moved).
+fn try_one_statement(
+    b: &Binding,
+    key: &AnyElement,
+    event: EventId,
+    payload: &Option<serde_json::Value>,
+    expect: Option<&str>,
+    to: Option<&str>,
+) -> Option<String> {
+    let machine = &b.machine;
+    let runtime = b.runtime(event);
+    if runtime.guard.is_some() || runtime.action.is_some() {
+        return None;
+    }
+    let target = match (machine.event(event).targets.as_slice(), to) {
+        (_, Some(wanted)) => machine.state_id(wanted)?,
+        ([only], None) => *only,
+        _ => return None,
+    };
+    let anywhere = Subject {
+        binding: b,
+        key: key.datum(),
+        state: "",
+    };
+    check_requirements(&anywhere, event, payload.as_ref(), || {
+        pg_sys::Datum::from(0)
+    })
+    .ok()?;
+    connected(|| {
+        let _scope = FireScope::enter(FireContext {
+            relid: b.relid,
+            attnum: b.attnum,
+            from: None,
+            to: target,
+            event,
+            payload: payload.clone(),
+        });
+        let moved = plan(b, Statement::Move { event, to: target }, key.oid())
+            .execute(&[Some(key.datum()), expect.into_datum()], false);
+        (moved == 1).then(|| machine.state(target).name.clone())
     })
 }
 
@@ -225,6 +279,31 @@ fn plan(b: &Binding, statement: Statement, key_type: pg_sys::Oid) -> Rc<KeptPlan
                 format!("UPDATE {table} t SET {column} = $2 WHERE t.{key} = $1::{key_sql_type}"),
                 vec![key_type, pg_sys::TEXTOID],
             ),
+            Statement::Move { event, to } => {
+                // Sources other than the target: a self-transition changes
+                // no column, so no trigger would record it.
+                let sources: Vec<String> = b
+                    .machine
+                    .sources_to(event, to)
+                    .into_iter()
+                    .filter(|&s| s != to)
+                    .map(|s| quote::literal(&b.machine.state(s).name))
+                    .collect();
+                let sources = if sources.is_empty() {
+                    "NULL".to_string()
+                } else {
+                    sources.join(", ")
+                };
+                let target = quote::literal(&b.machine.state(to).name);
+                (
+                    format!(
+                        "UPDATE {table} t SET {column} = {target} \
+                          WHERE t.{key} = $1::{key_sql_type} AND t.{column} IN ({sources}) \
+                            AND ($2::text IS NULL OR t.{column} = $2)"
+                    ),
+                    vec![key_type, pg_sys::TEXTOID],
+                )
+            }
             _ => unreachable!("not one of fire's statements"),
         }
     })

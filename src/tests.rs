@@ -333,6 +333,49 @@ mod tests {
     }
 
     #[pg_test]
+    fn fire_without_guard_records_the_state_it_left() {
+        Spi::run(
+            r#"SELECT fsm.create_machine('ticket', '{"states": {"open": {"initial": true}, "held": {}, "closed": {"final": true}},
+                     "events": {"hold": {"from": "open", "to": "held"},
+                                "close": {"from": ["open", "held"], "to": "closed"},
+                                "touch": {"from": "held", "to": "held"}}}')"#,
+        )
+        .unwrap();
+        Spi::run("CREATE TABLE tickets (id int PRIMARY KEY, state text)").unwrap();
+        Spi::run("SELECT fsm.attach('tickets', 'state', 'ticket', protect => true)").unwrap();
+        Spi::run("INSERT INTO tickets (id) VALUES (1), (2)").unwrap();
+        // One UPDATE decides among several sources; protect lets fire through.
+        Spi::run("SELECT fsm.fire('tickets', 1, 'hold', expect => 'open')").unwrap();
+        Spi::run("SELECT fsm.fire('tickets', 1, 'touch')").unwrap();
+        Spi::run("SELECT fsm.fire('tickets', 1, 'close')").unwrap();
+        Spi::run("SELECT fsm.fire('tickets', 2, 'close')").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(entity_key || ':' || event || ':' || from_state || '>' || to_state, ',' ORDER BY id)
+                   FROM tickets_state_history WHERE event IS NOT NULL"
+            ),
+            Some("1:hold:open>held,1:touch:held>held,1:close:held>closed,2:close:open>closed".into())
+        );
+        // Refusals still say exactly why, after the one UPDATE matched nothing.
+        assert_eq!(
+            error_of("SELECT fsm.fire('tickets', 2, 'hold')"),
+            (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                r#"event "hold" is not allowed from state "closed" (table tickets, key 2, state "closed")"#.into()
+            )
+        );
+        assert_eq!(
+            error_of("SELECT fsm.fire('tickets', 3, 'hold')").0,
+            ERRCODE_NO_DATA_FOUND
+        );
+        Spi::run("INSERT INTO tickets (id) VALUES (4)").unwrap();
+        assert_eq!(
+            error_of("SELECT fsm.fire('tickets', 4, 'close', expect => 'held')").0,
+            ERRCODE_T_R_SERIALIZATION_FAILURE
+        );
+    }
+
+    #[pg_test]
     fn uuid7_orders_and_reads_back_its_time() {
         assert_eq!(one::<bool>("SELECT fsm.uuid7() < fsm.uuid7()"), Some(true));
         assert_eq!(

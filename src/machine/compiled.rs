@@ -171,6 +171,17 @@ impl Machine {
         &self.targets[from as usize * self.events.len() + event as usize]
     }
 
+    /// The states from which `event` may lead to `to`, in state order.
+    pub fn sources_to(&self, event: EventId, to: StateId) -> Vec<StateId> {
+        let start = self.transitions.partition_point(|t| t.event < event);
+        self.transitions[start..]
+            .iter()
+            .take_while(|t| t.event == event)
+            .filter(|t| t.to == to)
+            .map(|t| t.from)
+            .collect()
+    }
+
     /// The events declared from `from` to `to`, in declaration order.
     pub fn events_between(&self, from: StateId, to: StateId) -> &[EventId] {
         self.events_between

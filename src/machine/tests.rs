@@ -645,6 +645,30 @@ fn targets_lookup() {
 }
 
 #[test]
+fn sources_to_lists_every_state_an_event_leads_from() {
+    let m = machine(api_example());
+    let names = |event: &str, to: &str| -> Vec<String> {
+        m.sources_to(eid(&m, event), sid(&m, to))
+            .iter()
+            .map(|&s| m.state(s).name.clone())
+            .collect()
+    };
+    assert_eq!(names("pay", "paid"), ["created"]);
+    assert_eq!(names("review", "cancelled"), ["paid"]);
+    // A self-transition counts its own state as a source.
+    assert_eq!(names("review", "paid"), ["paid"]);
+    assert_eq!(names("pay", "shipped"), Vec::<String>::new());
+    let w = wildcard_machine();
+    let shuffled: Vec<&str> = w
+        .sources_to(eid(&w, "shuffle"), sid(&w, "b"))
+        .iter()
+        .map(|&s| w.state(s).name.as_str())
+        .collect();
+    // "+": every non-final state but the target itself.
+    assert_eq!(shuffled, ["a", "c"]);
+}
+
+#[test]
 fn events_between_in_declaration_order() {
     let m = machine(api_example());
     assert_eq!(between_names(&m, "created", "paid"), ["pay", "charge"]);
