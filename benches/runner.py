@@ -318,7 +318,8 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("measure")
     m.add_argument("--mode", choices=MODES, default="short")
-    m.add_argument("--workloads", default="w1,w2,w3,w4,w6,w7")
+    m.add_argument("--workloads", default="w1,w2,w3,w4,w6,w7",
+                   help="comma-separated; w4 also runs W5 (same data)")
     m.add_argument("--pg18", action="store_true", help="W6 against PostgreSQL 18's uuidv7()")
     m.add_argument("--out", required=True)
     r = sub.add_parser("report")
