@@ -277,15 +277,44 @@ def render_table(t):
         row += " |" if v == net else f" {ratio(t, v, base):.2f}× |"
         lines.append(row)
     lines.append("")
-    for v, against, limit, text in t["targets"]:
-        r = ratio(t, v, against)
-        shown = f"{r:.2f}× the cost" if limit >= 1 or r >= 1 else f"{1 / r:.2f}× faster"
-        lines.append(f"- {v} vs {against}: {shown}; target {text}: "
-                     f"**{'met' if r <= limit else 'MISSED'}**")
+    for _, what, shown, text, met in target_rows(t):
+        lines.append(f"- {what}: {shown}; target {text}: **{'met' if met else 'MISSED'}**")
     rounds = len(next(iter(t["values"].values())))
     lines += ["", f"({rounds} interleaved rounds; cost ratios are medians of per-round ratios"
                   f"{'; ' + net + ' subtracted per round' if net else ''}.)", ""]
     return lines
+
+
+def target_rows(t):
+    """(workload, comparison, measured, target, met) for each target of a table."""
+    rows = []
+    if "memory" in t:
+        mem = t["memory"]
+        growth = (mem["after_kb"] - mem["before_kb"]) / 1024
+        rows.append((t["id"], "backend memory growth", f"{growth:+.1f} MB", "< 10 MB", growth < 10))
+        return rows
+    for v, against, limit, text in t["targets"]:
+        r = ratio(t, v, against)
+        shown = f"{r:.2f}× the cost" if limit >= 1 or r >= 1 else f"{1 / r:.2f}× faster"
+        rows.append((t["id"], f"{v} vs {against}", shown, text, r <= limit))
+    return rows
+
+
+def summary(parts):
+    """One line per target, over every table: the README's table."""
+    lines = ["## Summary", "", "| workload | comparison | measured | target | |", "|---|---|---|---|---|"]
+    for p in parts:
+        for t in p["tables"]:
+            where = t["id"]
+            if t["id"] == "W1":
+                where += f" ({t['title'].split(', ', 1)[1]})"
+            elif t["id"] == "W5":
+                where += f" ({t['title'].split(': ', 1)[1]})"
+            elif t["id"] == "W6":
+                where += f" (PostgreSQL {p['settings']['server_version'].split()[0]})"
+            for _, what, shown, text, met in target_rows(t):
+                lines.append(f"| {where} | {what} | {shown} | {text} | {'met' if met else '**missed**'} |")
+    return lines + [""]
 
 
 def report(args):
@@ -299,6 +328,7 @@ def report(args):
               + "`. Ratios are measured side by side in one run (BENCH.md).", ""]
     if args.commit:
         lines += [f"Commit: `{args.commit}`. Machine: {args.machine}.", ""]
+    lines += summary(parts)
     for p in parts:
         s = p["settings"]
         lines += [f"Server: {s['version']}", "",
