@@ -37,18 +37,7 @@ pub struct EventRuntime {
 /// `read` for their SQL).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Statement {
-    /// `fire`: locks the row; returns state and key. `$1` key.
-    LockState,
-    /// `fire`: the same, with the whole row for a guard or an action.
-    LockRow,
-    /// `fire`: moves the row. `$1` key, `$2` new state.
-    Update,
-    /// `fire`: moves the row by `event` to `to` if it is in a state the
-    /// event leads from. `$1` key, `$2` expected state or NULL.
-    Move {
-        event: EventId,
-        to: crate::machine::StateId,
-    },
+    Fire(FireStatement),
     /// `history`: which of since, until and limit the query filters on.
     History {
         since: bool,
@@ -57,6 +46,23 @@ pub enum Statement {
     },
     /// `current_states`. `$1` an array of keys.
     CurrentStates,
+}
+
+/// `fire`'s statements.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FireStatement {
+    /// Locks the row; returns state and key. `$1` key.
+    LockState,
+    /// The same, with the whole row for a guard or an action.
+    LockRow,
+    /// Moves the row. `$1` key, `$2` new state.
+    Update,
+    /// Moves the row by `event` to `to` if it is in a state the event
+    /// leads from. `$1` key, `$2` expected state or NULL.
+    Move {
+        event: EventId,
+        to: crate::machine::StateId,
+    },
 }
 
 /// A machine attached to one column of one table.
@@ -89,8 +95,9 @@ pub struct Binding {
     pub insert_history_rows: OnceCell<KeptPlan>,
     /// How the key type is stored, to copy and to build arrays of keys.
     pub key_storage: TypeStorage,
-    /// Whether the AFTER UPDATE statement trigger is there and enabled:
-    /// only then may the row trigger hold history rows back.
+    /// Whether the row trigger may hold history rows back (`pending`): the
+    /// AFTER UPDATE statement trigger is there and enabled, and no NOTIFY
+    /// needs the row's id at once.
     pub batches_updates: bool,
     pub notify_plan: OnceCell<KeptPlan>,
 }
@@ -121,6 +128,7 @@ pub fn datum_text(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> String {
 /// `pg_type`'s storage facts of a type, and its array type.
 #[derive(Clone, Copy)]
 pub struct TypeStorage {
+    pub type_oid: pg_sys::Oid,
     pub len: i16,
     pub by_value: bool,
     pub align: std::ffi::c_char,
@@ -134,6 +142,7 @@ impl TypeStorage {
         unsafe {
             pg_sys::get_typlenbyvalalign(type_oid, &mut len, &mut by_value, &mut align);
             TypeStorage {
+                type_oid,
                 len,
                 by_value,
                 align,
@@ -143,7 +152,7 @@ impl TypeStorage {
     }
 }
 
-type TableBindings = Rc<Vec<Rc<Binding>>>;
+pub type TableBindings = Rc<Vec<Rc<Binding>>>;
 
 thread_local! {
     static BY_TABLE: RefCell<HashMap<pg_sys::Oid, TableBindings>> = RefCell::new(HashMap::new());
@@ -198,6 +207,21 @@ pub fn table_bindings(relid: pg_sys::Oid) -> FsmResult<TableBindings> {
     let loaded: TableBindings = Rc::new(load(relid)?.into_iter().map(Rc::new).collect());
     BY_TABLE.with(|m| m.borrow_mut().insert(relid, loaded.clone()));
     Ok(loaded)
+}
+
+/// The bindings of a table that must have some: 42704 when none is attached.
+pub fn attached_bindings(relid: pg_sys::Oid) -> FsmResult<TableBindings> {
+    let bindings = table_bindings(relid)?;
+    if bindings.is_empty() {
+        return Err(FsmError::new(
+            ErrorKind::UndefinedObject,
+            format!(
+                "no machine is attached to {}",
+                datum_text(pg_sys::Datum::from(relid), pg_sys::REGCLASSOID)
+            ),
+        ));
+    }
+    Ok(bindings)
 }
 
 /// The binding a trigger enforces: the hot path's only lookup, by trigger oid.
@@ -319,8 +343,9 @@ fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
                             .map(|a| resolve_function(a, row_type, "action", &e.name, &table)),
                     })
                     .collect();
-                let batches_updates =
-                    enabled_triggers.contains(&crate::attach::trigger_names(&column).flush);
+                // A NOTIFY carries the history id at once: no holding back.
+                let batches_updates = notify.is_none()
+                    && enabled_triggers.contains(&crate::attach::trigger_names(&column).flush);
                 Ok(Binding {
                     relid,
                     batches_updates,

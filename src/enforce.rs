@@ -180,7 +180,7 @@ fn current_user_is_member(role: &str) -> bool {
 v1_function!(fsm_enforce, pg_finfo_fsm_enforce, enforce);
 
 /// The trigger function behind `fsm.enforce()`.
-unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     // SAFETY: checked below that we were called as a trigger.
     let context = unsafe { (*fcinfo).context };
     if context.is_null() || unsafe { (*context).type_ } != pg_sys::NodeTag::T_TriggerData {
@@ -194,8 +194,7 @@ unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     let relation = td.tg_relation;
     let relid = unsafe { (*relation).rd_id };
     let desc = unsafe { (*relation).rd_att };
-    let b = crate::catalog::trigger_binding(unsafe { &*td.tg_trigger }, relid)
-        .unwrap_or_else(|e| e.raise());
+    let b = crate::catalog::trigger_binding(unsafe { &*td.tg_trigger }, relid)?;
     let tuple = match (row_level, timing, operation) {
         (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_INSERT) => {
             on_insert(&b, td.tg_trigtuple, desc)
@@ -211,7 +210,7 @@ unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
             "fsm.enforce() runs BEFORE INSERT or UPDATE FOR EACH ROW, or AFTER UPDATE FOR EACH STATEMENT"
         ),
     };
-    pg_sys::Datum::from(tuple)
+    Ok(pg_sys::Datum::from(tuple))
 }
 
 /// The value of attribute `attnum` as a borrowed string, or `None` for NULL.
@@ -372,9 +371,10 @@ fn on_update(
         }
     };
     // A plain UPDATE's history row waits for the statement's end (see
-    // `pending`), unless something must see it now: an action, a NOTIFY.
+    // `pending`), unless something must see it now: an action, or the
+    // binding's NOTIFY (`batches_updates` is false then).
     let has_action = b.runtime(event).action.is_some();
-    if b.batches_updates && b.notify.is_none() && payload.is_none() && !has_action {
+    if b.batches_updates && payload.is_none() && !has_action {
         pending::hold(b, key, event, from, to);
         return new;
     }

@@ -9,7 +9,7 @@
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB, PgRelation};
 
-use crate::catalog::{self, Binding, Statement};
+use crate::catalog::{self, Binding, FireStatement, Statement};
 use crate::enforce::{check_requirements, run_action, FireContext, FireScope, Subject};
 use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
 use crate::history::{self, Entry};
@@ -35,28 +35,15 @@ fn fire(
     to: default!(Option<&str>, "NULL"),
 ) -> SqlResult<String> {
     let tbl = tbl.oid();
-    let bindings = catalog::table_bindings(tbl)?;
-    let binding = match bindings.as_slice() {
-        [] => {
-            return Err(FsmError::new(
-                ErrorKind::UndefinedObject,
-                format!("no machine is attached to {}", table_text(tbl)),
-            )
-            .hint("Attach one with fsm.attach(table, column, machine).")
-            .into())
-        }
-        [one] => one,
-        several => several
-            .iter()
-            .find(|b| b.machine.event_id(event).is_some())
-            .unwrap_or(&several[0]),
-    };
+    let bindings = catalog::attached_bindings(tbl)
+        .map_err(|e| e.hint("Attach one with fsm.attach(table, column, machine)."))?;
+    // Several machines on one table: the one that knows the event.
+    let binding = bindings
+        .iter()
+        .find(|b| b.machine.event_id(event).is_some())
+        .unwrap_or(&bindings[0]);
     let payload = payload.map(|p| p.0);
     Ok(fire_on(binding, key, event, payload, expect, to)?)
-}
-
-fn table_text(tbl: pg_sys::Oid) -> String {
-    catalog::datum_text(pg_sys::Datum::from(tbl), pg_sys::REGCLASSOID)
 }
 
 fn fire_on(
@@ -72,9 +59,9 @@ fn fire_on(
     let needs_row =
         event_id.is_some_and(|e| b.runtime(e).guard.is_some() || b.runtime(e).action.is_some());
     let lock = if needs_row {
-        Statement::LockRow
+        FireStatement::LockRow
     } else {
-        Statement::LockState
+        FireStatement::LockState
     };
     let Some(key) = key else {
         return Err(FsmError::new(
@@ -194,7 +181,7 @@ fn fire_on(
             event: event_id,
             payload,
         });
-        let updated = plan(b, Statement::Update, key.oid()).execute(
+        let updated = plan(b, FireStatement::Update, key.oid()).execute(
             &[Some(key.datum()), target_name.as_str().into_datum()],
             false,
         );
@@ -251,15 +238,15 @@ fn try_one_statement(
             event,
             payload: payload.clone(),
         });
-        let moved = plan(b, Statement::Move { event, to: target }, key.oid())
+        let moved = plan(b, FireStatement::Move { event, to: target }, key.oid())
             .execute(&[Some(key.datum()), expect.into_datum()], false);
         (moved == 1).then(|| machine.state(target).name.clone())
     })
 }
 
 /// The kept plan of one of fire's statements, for a key passed as `key_type`.
-fn plan(b: &Binding, statement: Statement, key_type: pg_sys::Oid) -> Rc<KeptPlan> {
-    b.plans.get((statement, key_type), || {
+fn plan(b: &Binding, statement: FireStatement, key_type: pg_sys::Oid) -> Rc<KeptPlan> {
+    b.plans.get((Statement::Fire(statement), key_type), || {
         let (table, column, key, key_sql_type) = (
             &b.table_sql,
             quote::ident(&b.column),
@@ -273,13 +260,13 @@ fn plan(b: &Binding, statement: Statement, key_type: pg_sys::Oid) -> Rc<KeptPlan
             )
         };
         match statement {
-            Statement::LockState => (lock("NULL::record"), vec![key_type]),
-            Statement::LockRow => (lock("t"), vec![key_type]),
-            Statement::Update => (
+            FireStatement::LockState => (lock("NULL::record"), vec![key_type]),
+            FireStatement::LockRow => (lock("t"), vec![key_type]),
+            FireStatement::Update => (
                 format!("UPDATE {table} t SET {column} = $2 WHERE t.{key} = $1::{key_sql_type}"),
                 vec![key_type, pg_sys::TEXTOID],
             ),
-            Statement::Move { event, to } => {
+            FireStatement::Move { event, to } => {
                 // Sources other than the target: a self-transition changes
                 // no column, so no trigger would record it.
                 let sources: Vec<String> = b
@@ -304,7 +291,6 @@ fn plan(b: &Binding, statement: Statement, key_type: pg_sys::Oid) -> Rc<KeptPlan
                     vec![key_type, pg_sys::TEXTOID],
                 )
             }
-            _ => unreachable!("not one of fire's statements"),
         }
     })
 }

@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB};
 
 use crate::catalog::{Binding, TypeStorage};
+use crate::machine::{EventId, Machine, StateId};
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
 use crate::uuid7;
@@ -58,7 +59,7 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
             e.from.into_datum(),
             e.to.into_datum(),
             e.payload.map(|p| JsonB(p.clone())).into_datum(),
-            settings::value(&settings::ACTOR).map(text_datum),
+            actor_datum(),
             Some(current_user_datum()),
         ];
         as_user(b.owner, || plan.execute(&args, false));
@@ -107,82 +108,108 @@ pub fn append_rows(b: &Binding, rows: &[crate::pending::Held]) {
                 ],
             )
         });
-        let state_names: Vec<pg_sys::Datum> = machine
-            .states
-            .iter()
-            .map(|s| text_datum_of(&s.name))
-            .collect();
-        let event_names: Vec<pg_sys::Datum> = machine
-            .events
-            .iter()
-            .map(|e| text_datum_of(&e.name))
-            .collect();
+        // One text datum per name used, not per row nor per name declared.
+        let mut names = NameDatums::default();
         let ids: Vec<pg_sys::Datum> = rows
             .iter()
             .map(|r| pg_sys::Datum::from(r.id.as_ptr()))
             .collect();
         let keys: Vec<pg_sys::Datum> = rows.iter().map(|r| r.key).collect();
         let events: Vec<pg_sys::Datum> =
-            rows.iter().map(|r| event_names[r.event as usize]).collect();
-        let froms: Vec<pg_sys::Datum> = rows.iter().map(|r| state_names[r.from as usize]).collect();
-        let tos: Vec<pg_sys::Datum> = rows.iter().map(|r| state_names[r.to as usize]).collect();
-        let text = TypeStorage::of(pg_sys::TEXTOID);
+            rows.iter().map(|r| names.event(machine, r.event)).collect();
+        let froms: Vec<pg_sys::Datum> = rows.iter().map(|r| names.state(machine, r.from)).collect();
+        let tos: Vec<pg_sys::Datum> = rows.iter().map(|r| names.state(machine, r.to)).collect();
         let args = [
-            Some(array(
-                &ids,
-                pg_sys::UUIDOID,
-                TypeStorage::of(pg_sys::UUIDOID),
-            )),
-            Some(array(&keys, b.key_type, b.key_storage)),
-            Some(array(&events, pg_sys::TEXTOID, text)),
-            Some(array(&froms, pg_sys::TEXTOID, text)),
-            Some(array(&tos, pg_sys::TEXTOID, text)),
-            settings::value(&settings::ACTOR).map(text_datum),
+            Some(array(&ids, UUID)),
+            Some(array(&keys, b.key_storage)),
+            Some(array(&events, TEXT)),
+            Some(array(&froms, TEXT)),
+            Some(array(&tos, TEXT)),
+            actor_datum(),
             Some(current_user_datum()),
         ];
         as_user(b.owner, || plan.execute(&args, false));
     });
 }
 
+/// How `uuid` and `text` are stored (pg_type), for arrays of them.
+const UUID: TypeStorage = TypeStorage {
+    type_oid: pg_sys::UUIDOID,
+    len: 16,
+    by_value: false,
+    align: b'c' as std::ffi::c_char,
+    array_type: pg_sys::UUIDARRAYOID,
+};
+const TEXT: TypeStorage = TypeStorage {
+    type_oid: pg_sys::TEXTOID,
+    len: -1,
+    by_value: false,
+    align: b'i' as std::ffi::c_char,
+    array_type: pg_sys::TEXTARRAYOID,
+};
+
 /// A one-dimensional array of `elements`, pallocated in the SPI context.
-fn array(
-    elements: &[pg_sys::Datum],
-    element_type: pg_sys::Oid,
-    storage: TypeStorage,
-) -> pg_sys::Datum {
-    // SAFETY: every element is a datum of element_type; construct_array
+fn array(elements: &[pg_sys::Datum], element: TypeStorage) -> pg_sys::Datum {
+    // SAFETY: every element is a datum of the element type; construct_array
     // copies them.
     pg_sys::Datum::from(unsafe {
         pg_sys::construct_array(
             elements.as_ptr() as *mut pg_sys::Datum,
             elements.len() as i32,
-            element_type,
-            storage.len as i32,
-            storage.by_value,
-            storage.align,
+            element.type_oid,
+            element.len as i32,
+            element.by_value,
+            element.align,
         )
     })
 }
 
-fn text_datum_of(s: &str) -> pg_sys::Datum {
+/// Text datums of state and event names, made on first use.
+#[derive(Default)]
+struct NameDatums {
+    states: std::collections::HashMap<StateId, pg_sys::Datum>,
+    events: std::collections::HashMap<EventId, pg_sys::Datum>,
+}
+
+impl NameDatums {
+    fn state(&mut self, machine: &Machine, id: StateId) -> pg_sys::Datum {
+        *self
+            .states
+            .entry(id)
+            .or_insert_with(|| text_datum(machine.state(id).name.as_bytes()))
+    }
+
+    fn event(&mut self, machine: &Machine, id: EventId) -> pg_sys::Datum {
+        *self
+            .events
+            .entry(id)
+            .or_insert_with(|| text_datum(machine.event(id).name.as_bytes()))
+    }
+}
+
+/// Bytes as a text datum, pallocated in the SPI context.
+fn text_datum(bytes: &[u8]) -> pg_sys::Datum {
     // SAFETY: copies len bytes into a new text value.
     pg_sys::Datum::from(unsafe {
-        pg_sys::cstring_to_text_with_len(s.as_ptr() as *const std::ffi::c_char, s.len() as i32)
+        pg_sys::cstring_to_text_with_len(
+            bytes.as_ptr() as *const std::ffi::c_char,
+            bytes.len() as i32,
+        )
     })
 }
 
-/// A C string as a text datum, pallocated in the SPI context.
-fn text_datum(s: &std::ffi::CStr) -> pg_sys::Datum {
-    // SAFETY: a NUL-terminated string, copied by cstring_to_text.
-    pg_sys::Datum::from(unsafe { pg_sys::cstring_to_text(s.as_ptr()) })
+/// `fsm.actor`, when set, as a text datum.
+fn actor_datum() -> Option<pg_sys::Datum> {
+    settings::value(&settings::ACTOR).map(|actor| text_datum(actor.to_bytes()))
 }
 
 /// `current_user` as a text datum, without going through a Rust string.
 fn current_user_datum() -> pg_sys::Datum {
     // SAFETY: the current user exists; its name is a NUL-terminated palloc'd string.
-    text_datum(unsafe {
-        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
-    })
+    text_datum(
+        unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }
+            .to_bytes(),
+    )
 }
 
 /// Runs `f` as `user`, restoring the caller's identity afterwards. On an

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 
 use crate::catalog::{self, Statement};
-use crate::error::{required, ErrorKind, FsmError, FsmResult};
+use crate::error::{required, FsmResult};
 use crate::spi_plan::{connected, KeptPlan};
 
 v1_function!(fsm_history, pg_finfo_fsm_history, history);
@@ -26,14 +26,10 @@ v1_function!(
 );
 
 /// `fsm.history(tbl, key, since, until, lim)`: one entity's history, newest first.
-unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe { read_history(fcinfo) }.unwrap_or_else(|e| e.raise())
-}
-
-unsafe fn read_history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     let (relid, key, key_type) = unsafe { table_and_key(fcinfo)? };
     let [since, until, limit] = [2, 3, 4].map(|n| unsafe { pg_getarg_datum(fcinfo, n) });
-    let bindings = bindings_of(relid)?;
+    let bindings = catalog::attached_bindings(relid)?;
     let statement = Statement::History {
         since: since.is_some(),
         until: until.is_some(),
@@ -47,7 +43,10 @@ unsafe fn read_history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Da
                 pg_sys::TIMESTAMPTZOID,
                 pg_sys::INT4OID,
             ];
-            (history_sql(&bindings, statement), types)
+            (
+                history_sql(&bindings, since.is_some(), until.is_some(), limit.is_some()),
+                types,
+            )
         })
     };
     unsafe { materialize(fcinfo, plan, &[key, since, until, limit]) };
@@ -55,15 +54,7 @@ unsafe fn read_history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Da
 }
 
 /// One query over the history tables of every column bound on the table.
-fn history_sql(bindings: &[Rc<catalog::Binding>], statement: Statement) -> String {
-    let Statement::History {
-        since,
-        until,
-        limit,
-    } = statement
-    else {
-        unreachable!("history_sql is for Statement::History")
-    };
+fn history_sql(bindings: &[Rc<catalog::Binding>], since: bool, until: bool, limit: bool) -> String {
     let per_binding: Vec<String> = bindings
         .iter()
         .map(|b| {
@@ -94,13 +85,9 @@ fn history_sql(bindings: &[Rc<catalog::Binding>], statement: Statement) -> Strin
 /// `fsm.current_states(tbl, keys)`: the state of each existing key, in the
 /// order given, with its last transition. A table with several bound
 /// columns answers for the first.
-unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe { read_current_states(fcinfo) }.unwrap_or_else(|e| e.raise())
-}
-
-unsafe fn read_current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     let (relid, keys, keys_type) = unsafe { table_and_key(fcinfo)? };
-    let bindings = bindings_of(relid)?;
+    let bindings = catalog::attached_bindings(relid)?;
     let b = &bindings[0];
     let plan = || {
         b.plans.get((Statement::CurrentStates, keys_type), || {
@@ -135,20 +122,6 @@ unsafe fn table_and_key(
     Ok((relid, unsafe { pg_getarg_datum(fcinfo, 1) }, unsafe {
         pg_getarg_type(fcinfo, 1)
     }))
-}
-
-fn bindings_of(relid: pg_sys::Oid) -> FsmResult<Rc<Vec<Rc<catalog::Binding>>>> {
-    let bindings = catalog::table_bindings(relid)?;
-    if bindings.is_empty() {
-        return Err(FsmError::new(
-            ErrorKind::UndefinedObject,
-            format!(
-                "no machine is attached to {}",
-                catalog::datum_text(pg_sys::Datum::from(relid), pg_sys::REGCLASSOID)
-            ),
-        ));
-    }
-    Ok(bindings)
 }
 
 /// Runs the plan `plan` gives (inside SPI, where it may be prepared) and

@@ -105,13 +105,13 @@ v1_function!(fsm_uuid7, pg_finfo_fsm_uuid7, uuid7);
 /// `fsm.uuid7()`: a new UUIDv7, strictly greater than every id this session
 /// made before. Raw V1 (declared in sql/catalog.sql): W6 in BENCH.md counts
 /// every nanosecond of it.
-unsafe fn uuid7(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+unsafe fn uuid7(_fcinfo: pg_sys::FunctionCallInfo) -> crate::error::FsmResult<pg_sys::Datum> {
     // SAFETY: a uuid datum is a pointer to its 16 bytes, palloc'd in the
     // caller's memory context.
     unsafe {
         let out = pg_sys::palloc(16) as *mut [u8; 16];
         out.write(next_bytes());
-        pg_sys::Datum::from(out)
+        Ok(pg_sys::Datum::from(out))
     }
 }
 

@@ -4,8 +4,8 @@
 //! SQL declarations are in `sql/`.
 
 /// Exports `$name` as a V1 function running `$body`, an
-/// `unsafe fn(FunctionCallInfo) -> Datum`. A Rust panic in it becomes an
-/// ERROR, as in any pgrx function.
+/// `unsafe fn(FunctionCallInfo) -> FsmResult<Datum>`. An `Err` is raised
+/// with its SQLSTATE; a Rust panic becomes an ERROR, as in any pgrx function.
 macro_rules! v1_function {
     ($name:ident, $finfo:ident, $body:path) => {
         #[unsafe(no_mangle)]
@@ -22,7 +22,9 @@ macro_rules! v1_function {
         pub unsafe extern "C-unwind" fn $name(
             fcinfo: pgrx::pg_sys::FunctionCallInfo,
         ) -> pgrx::pg_sys::Datum {
-            pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || unsafe { $body(fcinfo) })
+            pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || {
+                unsafe { $body(fcinfo) }.unwrap_or_else(|e| e.raise())
+            })
         }
     };
 }
