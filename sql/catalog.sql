@@ -5,7 +5,10 @@ CREATE TABLE fsm.machine (
     name       text PRIMARY KEY,
     version    integer NOT NULL CHECK (version > 0),
     definition jsonb NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    -- The role that created it: only that role (or a member, or a
+    -- superuser) replaces or drops it.
+    owner      oid NOT NULL
 );
 COMMENT ON TABLE fsm.machine IS 'fsm machines: the normalized definition of each, and its version';
 
@@ -46,7 +49,7 @@ SELECT pg_catalog.pg_extension_config_dump('fsm.machine_transition', '');
 SELECT pg_catalog.pg_extension_config_dump('fsm.binding', '');
 
 CREATE VIEW fsm.machines AS
-    SELECT name, version, definition FROM fsm.machine;
+    SELECT name, version, definition, owner::regrole AS owner FROM fsm.machine;
 
 CREATE VIEW fsm.states AS
     SELECT machine, state, initial, final, meta FROM fsm.machine_state;
@@ -58,6 +61,8 @@ CREATE VIEW fsm.bindings AS
     SELECT tbl, col, machine, history, protect, notify FROM fsm.binding;
 
 -- Definitions are not secret, and the trigger reads them as the caller.
+-- Only the extension's functions write them (as the extension's owner,
+-- after checking the caller's rights: API.md §8).
 GRANT USAGE ON SCHEMA fsm TO PUBLIC;
 GRANT SELECT ON fsm.machine, fsm.machine_state, fsm.machine_transition, fsm.binding TO PUBLIC;
 GRANT SELECT ON fsm.machines, fsm.states, fsm.transitions, fsm.bindings TO PUBLIC;
@@ -89,6 +94,8 @@ $$;
 CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.forget_dropped_tables();
 
 -- Ids (src/uuid7.rs); uuid7(at) and uuid7_time(id) are declared by pgrx.
-CREATE FUNCTION fsm.uuid7() RETURNS uuid LANGUAGE c VOLATILE PARALLEL SAFE
+-- PARALLEL RESTRICTED: a parallel worker has its own generator, and its
+-- ids would not be ordered with the session's.
+CREATE FUNCTION fsm.uuid7() RETURNS uuid LANGUAGE c VOLATILE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'fsm_uuid7';
 COMMENT ON FUNCTION fsm.uuid7() IS 'fsm: a new UUIDv7, strictly increasing within the session';

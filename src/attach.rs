@@ -1,81 +1,91 @@
 //! `attach` and `detach`: binding a machine to a table column.
 //!
+//! Both are for the table's owner (as CREATE TRIGGER is), so an ORM
+//! migration run by the application's owner role needs no superuser. After
+//! that check, the DDL and the catalog rows are written as the extension's
+//! owner; the history table is then given to the table's owner. No other
+//! role gets a grant on it: history is read through `fsm.history` and the
+//! other read functions, which check SELECT on the table at each call.
+//!
 //! Attaching creates the binding's history table next to the entity table
-//! (owned by the table's owner, append-only, readable by whoever may read
-//! the entity table) and two triggers on the entity table. Both triggers are
-//! named `zz_fsm_…` because PostgreSQL fires BEFORE triggers in name order:
-//! ours run last and so check the value that is actually written.
+//! (append-only) and three triggers on the entity table, named `zz_fsm_…`
+//! because PostgreSQL fires BEFORE triggers in name order: ours run last
+//! and so check the value that is actually written.
 
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
-use crate::catalog;
-use crate::error::{required, ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
+use crate::binding::{prefix, trigger_names};
+use crate::cache;
+use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
 use crate::machine::validate::compile_json;
 use crate::machines::{check_functions, check_rows_fit, stored_definition, unknown_machine};
-use crate::quote::{ident as quote_ident, literal as quote_literal};
-
-/// The first `max` bytes of `s`, cut at a character boundary.
-fn prefix(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// Trigger names derived from the column (PostgreSQL names hold 63 bytes).
-/// The triggers `attach` creates for a column: BEFORE INSERT and BEFORE
-/// UPDATE row triggers, and the AFTER UPDATE statement trigger that
-/// appends the history rows the UPDATE held back (see `pending`).
-pub(crate) struct TriggerNames {
-    pub insert: String,
-    pub update: String,
-    pub flush: String,
-}
-
-pub(crate) fn trigger_names(column: &str) -> TriggerNames {
-    let c = prefix(column, 40);
-    TriggerNames {
-        insert: format!("zz_fsm_{c}_insert"),
-        update: format!("zz_fsm_{c}_update"),
-        flush: format!("zz_fsm_{c}_flush"),
-    }
-}
+use crate::sql::{self, as_user, ident, literal, Restrict};
 
 struct Target {
+    oid: pg_sys::Oid,
     schema: String,
     relname: String,
+    /// Schema-qualified and quoted, for SQL.
+    sql: String,
     /// `regclass` text, for messages.
     display: String,
     relkind: String,
+    owner: pg_sys::Oid,
 }
 
-fn target(tbl: pg_sys::Oid) -> FsmResult<Target> {
-    let row = Spi::get_three_with_args::<String, String, String>(
-        "SELECT n.nspname::text, c.relname::text, c.relkind::text
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.oid = $1",
-        &[tbl.into()],
+/// The table `tbl`, which the current user must own (42501 otherwise).
+fn owned_target(tbl: pg_sys::Oid) -> FsmResult<Target> {
+    let row = Spi::connect(
+        |client| -> FsmResult<Option<(String, String, String, pg_sys::Oid)>> {
+            let rows = client.select(
+            "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text, c.relowner
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            None,
+            &[tbl.into()],
+        )?;
+            let row = rows.first();
+            Ok(
+                match (
+                    row.get::<String>(1),
+                    row.get::<String>(2),
+                    row.get::<String>(3),
+                    row.get::<pg_sys::Oid>(4),
+                ) {
+                    (Ok(Some(schema)), Ok(Some(relname)), Ok(Some(relkind)), Ok(Some(owner))) => {
+                        Some((schema, relname, relkind, owner))
+                    }
+                    _ => None,
+                },
+            )
+        },
     )?;
-    match row {
-        (Some(schema), Some(relname), Some(relkind)) => {
-            let display =
-                Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[tbl.into()])?
-                    .unwrap_or_default();
-            Ok(Target {
-                schema,
-                relname,
-                display,
-                relkind,
-            })
-        }
-        _ => Err(FsmError::new(
-            ErrorKind::UndefinedObject,
-            format!("relation with oid {tbl:?} does not exist"),
-        )),
+    let Some((schema, relname, relkind, owner)) = row else {
+        return Err(FsmError::new(
+            ErrorKind::UndefinedTable,
+            format!("relation with oid {} does not exist", u32::from(tbl)),
+        ));
+    };
+    let display = crate::key::datum_text(pg_sys::Datum::from(tbl), pg_sys::REGCLASSOID);
+    if !sql::acts_as(owner) {
+        return Err(FsmError::new(
+            ErrorKind::InsufficientPrivilege,
+            format!("must be owner of table {display}"),
+        )
+        .hint("fsm.attach and fsm.detach are for the table's owner, as CREATE TRIGGER is."));
     }
+    Ok(Target {
+        oid: tbl,
+        sql: sql::qualified_relation(tbl)?,
+        schema,
+        relname,
+        display,
+        relkind,
+        owner,
+    })
 }
 
 /// Attaches `machine` to `tbl.col` and returns the new history table.
@@ -97,16 +107,11 @@ fn attach(
     protect: Option<bool>,
     notify: Option<&str>,
 ) -> SqlResult<pg_sys::Oid> {
-    let tbl = required(tbl, "tbl")?;
+    let tbl = crate::args::existing_relation(required(tbl, "tbl")?)?;
     let col = required(col, "col")?.to_string_lossy().into_owned();
     let machine = required(machine, "machine")?;
-    Ok(attach_column(
-        tbl,
-        &col,
-        machine,
-        protect.unwrap_or(false),
-        notify,
-    )?)
+    let protect = required(protect, "protect")?;
+    Ok(attach_column(tbl, &col, machine, protect, notify)?)
 }
 
 fn attach_column(
@@ -116,7 +121,7 @@ fn attach_column(
     protect: bool,
     notify: Option<&str>,
 ) -> FsmResult<pg_sys::Oid> {
-    let t = target(tbl)?;
+    let t = owned_target(tbl)?;
     if t.relkind != "r" && t.relkind != "p" {
         return Err(FsmError::new(
             ErrorKind::WrongObjectType,
@@ -124,7 +129,7 @@ fn attach_column(
         ));
     }
     if let Some(channel) = notify {
-        if channel.is_empty() || channel.len() > 63 {
+        if channel.is_empty() || channel.len() > 63 || channel.contains('\0') {
             return Err(FsmError::new(
                 ErrorKind::InvalidParameter,
                 "notify must be a channel name of 1 to 63 bytes",
@@ -135,23 +140,29 @@ fn attach_column(
     let (_, compiled) = compile_json(&definition).map_err(|e| {
         FsmError::new(
             ErrorKind::InvalidDefinition,
-            format!("machine \"{machine}\": {e}"),
+            format!("machine \"{}\": {e}", clip(machine)),
         )
     })?;
 
     // No row may change between the checks below and the triggers' creation.
-    Spi::run(&format!(
-        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-        t.display
-    ))?;
+    Spi::run(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", t.sql))?;
 
     let column_type = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        "SELECT a.atttypid FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
+            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
         &[tbl.into(), col.into()],
     )
     .no_row_is_none()?
     .ok_or_else(|| {
-        FsmError::new(ErrorKind::UndefinedColumn, format!("column \"{col}\" of relation \"{}\" does not exist", t.display))
+        FsmError::new(
+            ErrorKind::UndefinedColumn,
+            format!(
+                "column \"{}\" of relation \"{}\" does not exist",
+                clip(col),
+                t.display
+            ),
+        )
     })?;
     if column_type != pg_sys::TEXTOID && column_type != pg_sys::VARCHAROID {
         return Err(FsmError::new(
@@ -159,31 +170,35 @@ fn attach_column(
             format!(
                 "column \"{col}\" of \"{}\" is of type {}, not text or varchar",
                 t.display,
-                crate::catalog::datum_text(pg_sys::Datum::from(column_type), pg_sys::REGTYPEOID)
+                sql::qualified_type(column_type, -1)
             ),
         ));
     }
-    let key_type = Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+    let key_type = Spi::get_two_with_args::<pg_sys::Oid, i32>(
+        "SELECT a.atttypid, a.atttypmod
            FROM pg_catalog.pg_index i
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-          WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1",
+           JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                                         AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+          WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary
+            AND i.indnkeyatts OPERATOR(pg_catalog.=) 1",
         &[tbl.into()],
     )
-    .no_row_is_none()?
+    .ok()
+    .and_then(|(t, m)| Some(sql::qualified_type(t?, m?)))
     .ok_or_else(|| {
         FsmError::new(ErrorKind::InvalidTableDefinition, format!("\"{}\" has no single-column primary key", t.display))
             .hint("fsm keys history by the primary key: add one, e.g. ALTER TABLE … ADD PRIMARY KEY (id).")
     })?;
     let attached = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM fsm.binding WHERE tbl = $1 AND col = $2)",
+        "SELECT EXISTS (SELECT FROM fsm.binding b WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+                                                 AND b.col OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
         &[tbl.into(), col.into()],
     )?
     .unwrap_or(false);
     if attached {
         return Err(FsmError::new(
             ErrorKind::DuplicateObject,
-            format!("a machine is already attached to {}.{col}", t.display),
+            format!("a machine is already attached to {}.{}", t.display, clip(col)),
         )
         .hint("Detach it first, or replace the machine's definition with fsm.create_machine(…, replace => true)."));
     }
@@ -192,8 +207,10 @@ fn attach_column(
 
     let history_name = format!("{}_{}_history", prefix(&t.relname, 28), prefix(col, 24));
     let taken = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                         WHERE n.nspname = $1 AND c.relname = $2)",
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
+                          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                         WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name
+                           AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
         &[t.schema.as_str().into(), history_name.as_str().into()],
     )?
     .unwrap_or(false);
@@ -207,19 +224,19 @@ fn attach_column(
         )
         .hint("Rename or drop that relation, then attach again."));
     }
-    let history = format!("{}.{}", quote_ident(&t.schema), quote_ident(&history_name));
+    let history = format!("{}.{}", ident(&t.schema), ident(&history_name));
     let triggers = trigger_names(col);
-    let quoted_col = quote_ident(col);
+    let quoted_col = ident(col);
     let ddl = format!(
         "CREATE TABLE {history} (
-            id uuid PRIMARY KEY,
+            id pg_catalog.uuid PRIMARY KEY,
             entity_key {key_type} NOT NULL,
-            event text,
-            from_state text,
-            to_state text NOT NULL,
-            payload jsonb,
-            actor text,
-            db_user text NOT NULL DEFAULT current_user
+            event pg_catalog.text,
+            from_state pg_catalog.text,
+            to_state pg_catalog.text NOT NULL,
+            payload pg_catalog.jsonb,
+            actor pg_catalog.text,
+            db_user pg_catalog.text NOT NULL DEFAULT CURRENT_USER
          );
          CREATE INDEX ON {history} (entity_key, id) INCLUDE (event);
          CREATE TRIGGER fsm_append_only BEFORE UPDATE OR DELETE ON {history}
@@ -233,63 +250,52 @@ fn attach_column(
              FOR EACH ROW WHEN (OLD.{quoted_col} IS DISTINCT FROM NEW.{quoted_col})
              EXECUTE FUNCTION fsm.enforce({col_literal});
          CREATE TRIGGER {flush_trigger} AFTER UPDATE OF {quoted_col} ON {table}
-             FOR EACH STATEMENT EXECUTE FUNCTION fsm.enforce({col_literal});",
-        insert_trigger = quote_ident(&triggers.insert),
-        update_trigger = quote_ident(&triggers.update),
-        flush_trigger = quote_ident(&triggers.flush),
-        table = t.display,
-        col_literal = quote_literal(col),
-        comment = quote_literal(&format!(
+             FOR EACH STATEMENT EXECUTE FUNCTION fsm.enforce({col_literal});
+         ALTER TABLE {history} OWNER TO {owner};
+         REVOKE ALL ON {history} FROM PUBLIC;",
+        insert_trigger = ident(&triggers.insert),
+        update_trigger = ident(&triggers.update),
+        flush_trigger = ident(&triggers.flush),
+        table = t.sql,
+        col_literal = literal(col)?,
+        comment = literal(&format!(
             "fsm history of {}.{col} (machine {machine}): append-only",
             t.display
-        )),
+        ))?,
+        owner = ident(&sql::role_name(t.owner)),
     );
-    Spi::run(&ddl)?;
-    let history_oid = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT $1::regclass::oid",
-        &[history.as_str().into()],
-    )?
-    .expect("history table just created");
-    share_owner_and_readers(tbl, &history)?;
-    Spi::run_with_args(
-        "INSERT INTO fsm.binding (tbl, col, machine, history, protect, notify) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[tbl.into(), col.into(), machine.into(), history_oid.into(), protect.into(), notify.into()],
+    let extension_owner = sql::extension_owner()?;
+    let history_oid = as_user(
+        extension_owner,
+        Restrict::UserOnly,
+        || -> FsmResult<pg_sys::Oid> {
+            Spi::run(&ddl)?;
+            let history_oid = Spi::get_one_with_args::<pg_sys::Oid>(
+                "SELECT c.oid FROM pg_catalog.pg_class c
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) $1
+                AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+                &[namespace_of(t.oid).into(), history_name.as_str().into()],
+            )?
+            .ok_or_else(|| {
+                FsmError::new(
+                    ErrorKind::UndefinedTable,
+                    "the history table just created is missing",
+                )
+            })?;
+            Spi::run_with_args(
+            "INSERT INTO fsm.binding (tbl, col, machine, history, protect, notify) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[tbl.into(), col.into(), machine.into(), history_oid.into(), protect.into(), notify.into()],
+        )?;
+            Ok(history_oid)
+        },
     )?;
-    catalog::invalidate(tbl);
+    cache::invalidate(tbl);
     Ok(history_oid)
 }
 
-/// The history table belongs to the entity table's owner (who writes it
-/// through the trigger), and whoever may SELECT the entity table may SELECT
-/// its history.
-fn share_owner_and_readers(tbl: pg_sys::Oid, history: &str) -> FsmResult<()> {
-    let owner = Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(relowner)) FROM pg_catalog.pg_class WHERE oid = $1",
-        &[tbl.into()],
-    )?
-    .unwrap_or_default();
-    Spi::run(&format!("ALTER TABLE {history} OWNER TO {owner}"))?;
-    let readers = Spi::connect(|client| -> FsmResult<Vec<String>> {
-        let rows = client.select(
-            "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                  ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END
-               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-              WHERE c.oid = $1 AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner",
-            None,
-            &[tbl.into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(r) = row.get::<String>(1)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
-    })?;
-    for reader in readers {
-        Spi::run(&format!("GRANT SELECT ON {history} TO {reader}"))?;
-    }
-    Ok(())
+fn namespace_of(relid: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup of a live relation.
+    unsafe { pg_sys::get_rel_namespace(relid) }
 }
 
 /// Detaches the machine from `tbl.col`: drops its triggers and binding, and
@@ -307,34 +313,44 @@ fn detach(
     col: Option<&CStr>,
     drop_history: Option<bool>,
 ) -> SqlResult<()> {
-    let tbl = required(tbl, "tbl")?;
+    let tbl = crate::args::existing_relation(required(tbl, "tbl")?)?;
     let col = required(col, "col")?.to_string_lossy().into_owned();
-    let t = target(tbl)?;
-    let history = Spi::get_one_with_args::<String>(
-        "DELETE FROM fsm.binding WHERE tbl = $1 AND col = $2 RETURNING history::text",
-        &[tbl.into(), col.as_str().into()],
-    )
-    .no_row_is_none()?
-    .ok_or_else(|| {
-        FsmError::new(
-            ErrorKind::UndefinedObject,
-            format!("no machine is attached to {}.{col}", t.display),
+    let drop_history = required(drop_history, "drop_history")?;
+    let t = owned_target(tbl)?;
+    let extension_owner = sql::extension_owner()?;
+    as_user(extension_owner, Restrict::UserOnly, || -> FsmResult<()> {
+        let history = Spi::get_one_with_args::<pg_sys::Oid>(
+            "DELETE FROM fsm.binding b WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+                AND b.col OPERATOR(pg_catalog.=) $2::pg_catalog.name
+             RETURNING b.history::pg_catalog.oid",
+            &[tbl.into(), col.as_str().into()],
         )
-        .hint("See SELECT * FROM fsm.bindings.")
+        .no_row_is_none()?
+        .ok_or_else(|| {
+            FsmError::new(
+                ErrorKind::UndefinedObject,
+                format!("no machine is attached to {}.{}", t.display, clip(&col)),
+            )
+            .hint("See SELECT * FROM fsm.bindings.")
+        })?;
+        let triggers = trigger_names(&col);
+        let mut ddl = format!(
+            "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}; \
+             DROP TRIGGER IF EXISTS {} ON {table};",
+            ident(&triggers.insert),
+            ident(&triggers.update),
+            ident(&triggers.flush),
+            table = t.sql
+        );
+        if drop_history && crate::args::relation_exists(history) {
+            ddl.push_str(&format!(
+                "DROP TABLE {};",
+                sql::qualified_relation(history)?
+            ));
+        }
+        Spi::run(&ddl)?;
+        Ok(())
     })?;
-    let triggers = trigger_names(&col);
-    let mut ddl = format!(
-        "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}; \
-         DROP TRIGGER IF EXISTS {} ON {table};",
-        quote_ident(&triggers.insert),
-        quote_ident(&triggers.update),
-        quote_ident(&triggers.flush),
-        table = t.display
-    );
-    if drop_history.unwrap_or(false) {
-        ddl.push_str(&format!("DROP TABLE {history};"));
-    }
-    Spi::run(&ddl).map_err(FsmError::from)?;
-    catalog::invalidate(tbl);
+    cache::invalidate(tbl);
     Ok(())
 }

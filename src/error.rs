@@ -46,6 +46,20 @@ pub enum ErrorKind {
     InvalidTableDefinition,
     /// 22004: a required argument is NULL.
     NullValueNotAllowed,
+    /// 23502: a row's key is NULL.
+    NotNullViolation,
+    /// 42P01: no relation has that oid or name.
+    UndefinedTable,
+    /// 22008: a moment outside what a UUIDv7 can hold.
+    DatetimeOverflow,
+    /// 54001: JSON nested deeper than the extension can read.
+    StatementTooComplex,
+    /// 22P02: a key cannot be converted exactly to the table's key type.
+    InvalidTextRepresentation,
+    /// 42725: an event name in several machines of a table, and no `col`.
+    AmbiguousFunction,
+    /// 42846: a key type has no cast to the table's key type, or no equality.
+    CannotCoerce,
 }
 
 impl ErrorKind {
@@ -69,6 +83,13 @@ impl ErrorKind {
             ErrorKind::UndefinedFunction => ERRCODE_UNDEFINED_FUNCTION,
             ErrorKind::InvalidTableDefinition => ERRCODE_INVALID_TABLE_DEFINITION,
             ErrorKind::NullValueNotAllowed => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            ErrorKind::NotNullViolation => ERRCODE_NOT_NULL_VIOLATION,
+            ErrorKind::UndefinedTable => ERRCODE_UNDEFINED_TABLE,
+            ErrorKind::DatetimeOverflow => ERRCODE_DATETIME_FIELD_OVERFLOW,
+            ErrorKind::StatementTooComplex => ERRCODE_STATEMENT_TOO_COMPLEX,
+            ErrorKind::InvalidTextRepresentation => ERRCODE_INVALID_TEXT_REPRESENTATION,
+            ErrorKind::CannotCoerce => ERRCODE_CANNOT_COERCE,
+            ErrorKind::AmbiguousFunction => ERRCODE_AMBIGUOUS_FUNCTION,
         }
     }
 }
@@ -133,6 +154,23 @@ impl From<pgrx::spi::SpiError> for FsmError {
             hint: None,
         }
     }
+}
+
+/// The longest value echoed in a message, in bytes.
+pub const CLIP_BYTES: usize = 64;
+
+/// `s` cut to [`CLIP_BYTES`] at a character boundary, with an ellipsis and
+/// the full length when cut: a message must stay readable whatever a caller
+/// or a table row holds (a 3 MB key must not come back in an error).
+pub fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= CLIP_BYTES {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = CLIP_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &s[..end], s.len()))
 }
 
 pub type FsmResult<T> = Result<T, FsmError>;

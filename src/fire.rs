@@ -1,61 +1,135 @@
 //! `fsm.fire`: perform a named event on one entity.
 //!
-//! `fire` locks the row, checks the event (expected state, source state,
-//! target, roles, payload, guard), then UPDATEs the row as the caller, so
-//! row level security and the table's other triggers apply. The trigger is
-//! told which event it is seeing (see `enforce::FireContext`) and records it
-//! with the payload instead of checking it a second time.
+//! `fire` converts the key to the table's key type exactly, locks the row,
+//! checks the event (expected state, source state, target, roles, payload,
+//! guard), then UPDATEs the row as the caller, so row level security and
+//! the table's other triggers apply. The trigger is told which row and
+//! event it is seeing (see `transition::FireContext`) and records it with
+//! the payload instead of checking it a second time.
+//!
+//! A raw V1 function (declared in `sql/fire.sql`): every argument is read
+//! through `args::Args`, so a NULL or a wrong type is a clean error.
 
-use pgrx::prelude::*;
-use pgrx::{AnyElement, JsonB, PgRelation};
-
-use crate::catalog::{self, Binding, FireStatement, Statement};
-use crate::enforce::{check_requirements, run_action, FireContext, FireScope, Subject};
-use crate::error::{ErrorKind, FsmError, FsmResult, SqlResult};
-use crate::history::{self, Entry};
-use crate::machine::EventId;
-use crate::quote;
-use crate::spi_plan::{connected, KeptPlan};
 use std::rc::Rc;
 
-/// Fires `event` on the row of `tbl` whose key is `key`; returns the new state.
-///
-/// # Errors
-/// P0002 no such key; 42704 unknown event or no machine attached; 40001
-/// `expect` differs from the current state; 55000 event not allowed from the
-/// current state; 22023 payload fails its schema or `to` is not a target;
-/// 42501 role missing; 23514 guard said no.
-#[pg_extern(volatile)]
-fn fire(
-    tbl: PgRelation,
-    key: Option<AnyElement>,
-    event: &str,
-    payload: default!(Option<JsonB>, "NULL"),
-    expect: default!(Option<&str>, "NULL"),
-    to: default!(Option<&str>, "NULL"),
-) -> SqlResult<String> {
-    let tbl = tbl.oid();
-    let bindings = catalog::attached_bindings(tbl)
-        .map_err(|e| e.hint("Attach one with fsm.attach(table, column, machine)."))?;
-    // Several machines on one table: the one that knows the event.
-    let binding = bindings
-        .iter()
-        .find(|b| b.machine.event_id(event).is_some())
-        .unwrap_or(&bindings[0]);
-    let payload = payload.map(|p| p.0);
-    Ok(fire_on(binding, key, event, payload, expect, to)?)
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::args::Args;
+use crate::binding::{Binding, FireStatement, Statement};
+use crate::cache;
+use crate::error::{clip, required, ErrorKind, FsmError, FsmResult};
+use crate::history::{self, Entry};
+use crate::json::Jsonb;
+use crate::key::Key;
+use crate::machine::{EventId, StateId};
+use crate::spi_plan::{connected, KeptPlan, Row};
+use crate::sql::ident;
+use crate::transition::{check_requirements, run_action, FireContext, FireScope, Subject};
+
+v1_function!(fsm_fire, pg_finfo_fsm_fire, fire);
+
+/// What the caller asked for.
+struct Request<'a> {
+    event: &'a str,
+    payload: Option<Jsonb>,
+    expect: Option<&'a str>,
+    to: Option<&'a str>,
 }
 
-fn fire_on(
-    b: &Binding,
-    key: Option<AnyElement>,
+/// `fsm.fire(tbl, key, event, payload, expect, "to", col)`: returns the new
+/// state.
+///
+/// # Errors
+/// 22004 a required argument is NULL; 42P01 no such table; P0002 no such
+/// key; 22P02 a key that is not exactly of the table's key type; 42704
+/// unknown event or no machine attached; 42725 the event is in several
+/// machines of the table and `col` is not given; 40001 `expect` differs
+/// from the current state; 55000 event not allowed from the current state;
+/// 22023 payload fails its schema or `to` is not a target; 42501 role
+/// missing; 23514 guard said no.
+unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let tbl = args.relation(0, "tbl")?;
+    let key = required(args.datum(1), "key")?;
+    let key_type = args.type_of(1);
+    let event = required(args.text(2), "event")?;
+    let (expect, to) = (args.text(4), args.text(5));
+    let request = Request {
+        event: &event,
+        payload: args.jsonb(3),
+        expect: expect.as_deref(),
+        to: to.as_deref(),
+    };
+    let bindings = cache::attached_bindings(tbl)?;
+    let b = choose_binding(&bindings, &event, args.name(6).as_deref())?;
+    let new_state = connected(|| {
+        // SAFETY: the converted datum is of the key type.
+        let key = unsafe { Key::of_key_type(b.key.convert(key, key_type, false)?) };
+        fire_on(b, key, &request)
+    })?;
+    Ok(new_state.into_datum().expect("text datum"))
+}
+
+/// The binding an event is fired on: the one named by `col`, or the only
+/// one that knows the event.
+fn choose_binding<'a>(
+    bindings: &'a [Rc<Binding>],
     event: &str,
-    payload: Option<serde_json::Value>,
-    expect: Option<&str>,
-    to: Option<&str>,
-) -> FsmResult<String> {
+    col: Option<&str>,
+) -> FsmResult<&'a Binding> {
+    if let Some(col) = col {
+        return bindings
+            .iter()
+            .find(|b| b.column == col)
+            .map(|b| &**b)
+            .ok_or_else(|| {
+                FsmError::new(
+                    ErrorKind::UndefinedObject,
+                    format!(
+                        "no machine is attached to {}.{}",
+                        bindings[0].table,
+                        clip(col)
+                    ),
+                )
+                .hint("See SELECT * FROM fsm.bindings.")
+            });
+    }
+    let knowing: Vec<&Rc<Binding>> = bindings
+        .iter()
+        .filter(|b| b.machine.event_id(event).is_some())
+        .collect();
+    match knowing.as_slice() {
+        [one] => Ok(one),
+        [] => Ok(&bindings[0]),
+        several => Err(FsmError::new(
+            ErrorKind::AmbiguousFunction,
+            format!(
+                "event \"{}\" exists in the machines of several columns of {}: {}",
+                clip(event),
+                bindings[0].table,
+                several
+                    .iter()
+                    .map(|b| b.column.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .hint("Name the column with col => '…'.")),
+    }
+}
+
+fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
     let machine = &b.machine;
-    let event_id = machine.event_id(event);
+    let event_id = machine.event_id(r.event);
+    if let Some(moved) = event_id
+        .map(|e| try_one_statement(b, key, e, r))
+        .transpose()?
+        .flatten()
+    {
+        return Ok(moved);
+    }
     let needs_row =
         event_id.is_some_and(|e| b.runtime(e).guard.is_some() || b.runtime(e).action.is_some());
     let lock = if needs_row {
@@ -63,136 +137,174 @@ fn fire_on(
     } else {
         FireStatement::LockState
     };
-    let Some(key) = key else {
+    let Some(row) = plan(b, lock).first_row(&[Some(key.datum())]) else {
         return Err(FsmError::new(
             ErrorKind::KeyNotFound,
             format!(
-                "key must not be NULL (table {}, event \"{event}\")",
-                b.table
+                "no row of {} has key {} (event \"{}\")",
+                b.table,
+                b.key_text(key.datum()),
+                clip(r.event)
             ),
         ));
     };
-    if let Some(moved) = event_id.and_then(|e| try_one_statement(b, &key, e, &payload, expect, to))
-    {
-        return Ok(moved);
-    }
-    connected(|| {
-        let locked = plan(b, lock, key.oid()).first_row(&[Some(key.datum())]);
-        let Some(row) = locked else {
-            let shown = catalog::datum_text(key.datum(), key.oid());
+    let state = row.text(1)?.unwrap_or_default();
+    // SAFETY: column 2 is checked to be of the key type.
+    let table_key = unsafe {
+        Key::of_key_type(
+            row.typed(2, b.key.oid())?
+                .expect("a primary key is never NULL"),
+        )
+    };
+    let subject = Subject {
+        binding: b,
+        key: table_key,
+        state: &state,
+    };
+    if let Some(expected) = r.expect {
+        if expected != state {
             return Err(FsmError::new(
-                ErrorKind::KeyNotFound,
-                format!("no row of {} has key {shown} (event \"{event}\")", b.table),
-            ));
-        };
-        let state = row.text(1).unwrap_or_default();
-        let table_key = row.get(2).unwrap_or(pg_sys::Datum::from(0));
-        let subject = Subject {
-            binding: b,
-            key: table_key,
-            state: &state,
-        };
-
-        if let Some(expected) = expect {
-            if expected != state {
-                return Err(FsmError::new(
-                    ErrorKind::ExpectMismatch,
-                    format!("expected state \"{expected}\" but found \"{state}\" for event \"{event}\" {}", subject.at()),
-                )
-                .hint("Another transaction moved it: read the state again and retry."));
-            }
+                ErrorKind::ExpectMismatch,
+                format!(
+                    "expected state \"{}\" but found \"{}\" for event \"{}\" {}",
+                    clip(expected),
+                    clip(&state),
+                    clip(r.event),
+                    subject.at()
+                ),
+            )
+            .hint("Another transaction moved it: read the state again and retry."));
         }
-        let Some(event_id) = event_id else {
-            return Err(subject.refuse(
-                ErrorKind::UndefinedObject,
-                format!(
-                    "event \"{event}\" is not an event of machine \"{}\"",
-                    b.machine_name
-                ),
-            ));
-        };
-        let Some(from) = machine.state_id(&state) else {
-            return Err(subject.refuse(
-                ErrorKind::NotAllowed,
-                format!(
-                    "\"{state}\" is not a state of machine \"{}\"",
-                    b.machine_name
-                ),
-            ));
-        };
-        let targets = machine.targets(from, event_id);
-        let target = match (targets, to) {
-            ([], _) => {
-                return Err(subject.refuse(
-                    ErrorKind::NotAllowed,
-                    format!("event \"{event}\" is not allowed from state \"{state}\""),
-                ))
-            }
-            (_, Some(wanted)) => match machine.state_id(wanted).filter(|s| targets.contains(s)) {
-                Some(t) => t,
-                None => {
-                    return Err(FsmError::new(
-                        ErrorKind::InvalidParameter,
-                        format!(
-                            "\"{wanted}\" is not a target of event \"{event}\" {}",
-                            subject.at()
-                        ),
-                    )
-                    .hint(target_hint(b, targets)))
-                }
+    }
+    let Some(event_id) = event_id else {
+        return Err(subject.refuse(
+            ErrorKind::UndefinedObject,
+            format!(
+                "event \"{}\" is not an event of machine \"{}\"",
+                clip(r.event),
+                b.machine_name
+            ),
+        ));
+    };
+    let Some(from) = machine.state_id(&state) else {
+        return Err(subject.refuse(
+            ErrorKind::NotAllowed,
+            format!(
+                "\"{}\" is not a state of machine \"{}\"",
+                clip(&state),
+                b.machine_name
+            ),
+        ));
+    };
+    let target = choose_target(&subject, from, event_id, r)?;
+    let whole_row = || whole_row(b, &row);
+    check_requirements(&subject, event_id, r.payload, whole_row)?;
+
+    let target_name = machine.state(target).name.clone();
+    if target == from {
+        // A self-transition changes no column, so no trigger sees it:
+        // record it here.
+        history::append(
+            b,
+            &Entry {
+                key: table_key,
+                event: Some(&machine.event(event_id).name),
+                from: Some(&state),
+                to: &target_name,
+                payload: r.payload,
             },
-            ([only], None) => *only,
-            (_, None) => {
-                return Err(FsmError::new(
+        );
+        run_action(b, event_id, r.payload, whole_row)?;
+        return Ok(target_name);
+    }
+    let _scope = FireScope::enter(FireContext {
+        relid: b.relid,
+        attnum: b.attnum,
+        key: table_key,
+        from: Some(from),
+        to: target,
+        event: event_id,
+        payload: r.payload,
+    });
+    let updated = plan(b, FireStatement::Update).execute(
+        &[Some(table_key.datum()), target_name.as_str().into_datum()],
+        false,
+    );
+    if updated == 0 {
+        return Err(subject.refuse(
+            ErrorKind::InsufficientPrivilege,
+            format!("event \"{}\" could not update the row: a row level security policy or a trigger skipped it", machine.event(event_id).name),
+        ));
+    }
+    Ok(target_name)
+}
+
+/// The locked row as a composite datum, for a guard or an action.
+fn whole_row(b: &Binding, row: &Row) -> pg_sys::Datum {
+    // SAFETY: a syscache lookup of the bound table's row type.
+    let row_type = unsafe { pg_sys::get_rel_type_id(b.relid) };
+    match row.typed(3, row_type) {
+        Ok(Some(d)) => d,
+        _ => FsmError::new(
+            ErrorKind::DatatypeMismatch,
+            format!("the row of {} changed type during fire", b.table),
+        )
+        .raise(),
+    }
+}
+
+/// Where `event` leads from `from`: its one target, or the `to` the caller
+/// chose among several.
+fn choose_target(
+    subject: &Subject,
+    from: StateId,
+    event: EventId,
+    r: &Request,
+) -> FsmResult<StateId> {
+    let machine = &subject.binding.machine;
+    let targets = machine.targets(from, event);
+    let hint = || {
+        let names: Vec<&str> = targets
+            .iter()
+            .map(|&t| machine.state(t).name.as_str())
+            .collect();
+        format!("Targets: {}.", names.join(", "))
+    };
+    match (targets, r.to) {
+        ([], _) => Err(subject.refuse(
+            ErrorKind::NotAllowed,
+            format!(
+                "event \"{}\" is not allowed from state \"{}\"",
+                machine.event(event).name,
+                clip(subject.state)
+            ),
+        )),
+        (_, Some(wanted)) => machine
+            .state_id(wanted)
+            .filter(|s| targets.contains(s))
+            .ok_or_else(|| {
+                FsmError::new(
                     ErrorKind::InvalidParameter,
                     format!(
-                        "event \"{event}\" has several targets: choose one with \"to\" {}",
+                        "\"{}\" is not a target of event \"{}\" {}",
+                        clip(wanted),
+                        machine.event(event).name,
                         subject.at()
                     ),
                 )
-                .hint(target_hint(b, targets)))
-            }
-        };
-        let whole_row = || row.get(3).unwrap_or(pg_sys::Datum::from(0));
-        check_requirements(&subject, event_id, payload.as_ref(), whole_row)?;
-
-        let target_name = machine.state(target).name.clone();
-        if target == from {
-            // A self-transition changes no column, so no trigger sees it:
-            // record it here.
-            history::append(
-                b,
-                &Entry {
-                    key: table_key,
-                    event: Some(event),
-                    from: Some(&state),
-                    to: &target_name,
-                    payload: payload.as_ref(),
-                },
-            );
-            run_action(b, event_id, payload.as_ref(), whole_row);
-            return Ok(target_name);
-        }
-        let _scope = FireScope::enter(FireContext {
-            relid: b.relid,
-            attnum: b.attnum,
-            from: Some(from),
-            to: target,
-            event: event_id,
-            payload,
-        });
-        let updated = plan(b, FireStatement::Update, key.oid()).execute(
-            &[Some(key.datum()), target_name.as_str().into_datum()],
-            false,
-        );
-        if updated == 0 {
-            return Err(subject.refuse(
-                ErrorKind::InsufficientPrivilege,
-                format!("event \"{event}\" could not update the row: a row level security policy or a trigger skipped it"),
-            ));
-        }
-        Ok(target_name)
-    })
+                .hint(hint())
+            }),
+        ([only], None) => Ok(*only),
+        (_, None) => Err(FsmError::new(
+            ErrorKind::InvalidParameter,
+            format!(
+                "event \"{}\" has several targets: choose one with \"to\" {}",
+                machine.event(event).name,
+                subject.at()
+            ),
+        )
+        .hint(hint())),
+    }
 }
 
 /// The one-statement way, for an event that needs no row (no guard, no
@@ -204,101 +316,102 @@ fn fire_on(
 /// a row another transaction moved).
 fn try_one_statement(
     b: &Binding,
-    key: &AnyElement,
+    key: Key,
     event: EventId,
-    payload: &Option<serde_json::Value>,
-    expect: Option<&str>,
-    to: Option<&str>,
-) -> Option<String> {
+    r: &Request,
+) -> FsmResult<Option<String>> {
     let machine = &b.machine;
     let runtime = b.runtime(event);
     if runtime.guard.is_some() || runtime.action.is_some() {
-        return None;
+        return Ok(None);
     }
-    let target = match (machine.event(event).targets.as_slice(), to) {
-        (_, Some(wanted)) => machine.state_id(wanted)?,
+    let target = match (machine.event(event).targets.as_slice(), r.to) {
+        (_, Some(wanted)) => match machine.state_id(wanted) {
+            Some(t) => t,
+            None => return Ok(None),
+        },
         ([only], None) => *only,
-        _ => return None,
+        _ => return Ok(None),
     };
     let anywhere = Subject {
         binding: b,
-        key: key.datum(),
+        key,
         state: "",
     };
-    check_requirements(&anywhere, event, payload.as_ref(), || {
-        pg_sys::Datum::from(0)
-    })
-    .ok()?;
-    connected(|| {
-        let _scope = FireScope::enter(FireContext {
-            relid: b.relid,
-            attnum: b.attnum,
-            from: None,
-            to: target,
-            event,
-            payload: payload.clone(),
-        });
-        let moved = plan(b, FireStatement::Move { event, to: target }, key.oid())
-            .execute(&[Some(key.datum()), expect.into_datum()], false);
-        (moved == 1).then(|| machine.state(target).name.clone())
-    })
+    if check_requirements(&anywhere, event, r.payload, || pg_sys::Datum::from(0)).is_err() {
+        return Ok(None);
+    }
+    // Sources other than the target: a self-transition changes no column,
+    // so no trigger would record it.
+    let sources: Vec<&str> = machine
+        .sources_to(event, target)
+        .into_iter()
+        .filter(|&s| s != target)
+        .map(|s| machine.state(s).name.as_str())
+        .collect();
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let _scope = FireScope::enter(FireContext {
+        relid: b.relid,
+        attnum: b.attnum,
+        key,
+        from: None,
+        to: target,
+        event,
+        payload: r.payload,
+    });
+    let target_name = machine.state(target).name.as_str();
+    let moved = plan(b, FireStatement::Move { event, to: target }).execute(
+        &[
+            Some(key.datum()),
+            r.expect.into_datum(),
+            sources.into_datum(),
+            target_name.into_datum(),
+        ],
+        false,
+    );
+    Ok((moved == 1).then(|| target_name.to_owned()))
 }
 
-/// The kept plan of one of fire's statements, for a key passed as `key_type`.
-fn plan(b: &Binding, statement: FireStatement, key_type: pg_sys::Oid) -> Rc<KeptPlan> {
-    b.plans.get((Statement::Fire(statement), key_type), || {
-        let (table, column, key, key_sql_type) = (
+/// The kept plan of one of fire's statements. The key is always bound as
+/// the table's key type; state names are bound parameters.
+fn plan(b: &Binding, statement: FireStatement) -> Rc<KeptPlan> {
+    b.plans.get(Statement::Fire(statement), || {
+        let (table, column, key, key_type, eq) = (
             &b.table_sql,
-            quote::ident(&b.column),
-            quote::ident(&b.key_column),
-            &b.key_type_sql,
+            ident(&b.column),
+            ident(&b.key_column),
+            b.key.oid(),
+            &b.key.equality_sql,
         );
         let lock = |row: &str| {
             format!(
-                "SELECT t.{column}::text, t.{key}, {row} FROM {table} t \
-                  WHERE t.{key} = $1::{key_sql_type} FOR NO KEY UPDATE"
+                "SELECT t.{column}::pg_catalog.text, t.{key}, {row} FROM {table} t \
+                  WHERE t.{key} {eq} $1 FOR NO KEY UPDATE"
             )
         };
         match statement {
-            FireStatement::LockState => (lock("NULL::record"), vec![key_type]),
+            FireStatement::LockState => (lock("NULL::pg_catalog.record"), vec![key_type]),
             FireStatement::LockRow => (lock("t"), vec![key_type]),
             FireStatement::Update => (
-                format!("UPDATE {table} t SET {column} = $2 WHERE t.{key} = $1::{key_sql_type}"),
+                format!("UPDATE {table} t SET {column} = $2 WHERE t.{key} {eq} $1"),
                 vec![key_type, pg_sys::TEXTOID],
             ),
-            FireStatement::Move { event, to } => {
-                // Sources other than the target: a self-transition changes
-                // no column, so no trigger would record it.
-                let sources: Vec<String> = b
-                    .machine
-                    .sources_to(event, to)
-                    .into_iter()
-                    .filter(|&s| s != to)
-                    .map(|s| quote::literal(&b.machine.state(s).name))
-                    .collect();
-                let sources = if sources.is_empty() {
-                    "NULL".to_string()
-                } else {
-                    sources.join(", ")
-                };
-                let target = quote::literal(&b.machine.state(to).name);
-                (
-                    format!(
-                        "UPDATE {table} t SET {column} = {target} \
-                          WHERE t.{key} = $1::{key_sql_type} AND t.{column} IN ({sources}) \
-                            AND ($2::text IS NULL OR t.{column} = $2)"
-                    ),
-                    vec![key_type, pg_sys::TEXTOID],
-                )
-            }
+            FireStatement::Move { .. } => (
+                format!(
+                    "UPDATE {table} t SET {column} = $4 \
+                      WHERE t.{key} {eq} $1 \
+                        AND t.{column} OPERATOR(pg_catalog.=) ANY ($3) \
+                        AND ($2 IS NULL OR t.{column} OPERATOR(pg_catalog.=) $2)"
+                ),
+                vec![
+                    key_type,
+                    pg_sys::TEXTOID,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTOID,
+                ],
+            ),
         }
     })
-}
-
-fn target_hint(b: &Binding, targets: &[crate::machine::StateId]) -> String {
-    let names: Vec<&str> = targets
-        .iter()
-        .map(|&t| b.machine.state(t).name.as_str())
-        .collect();
-    format!("Targets: {}.", names.join(", "))
 }

@@ -1,27 +1,30 @@
 //! Appending history rows: one per transition, in the caller's transaction,
 //! through a plan prepared once per binding and backend.
 //!
-//! The insert runs with the table owner's rights (who owns the history
-//! table too), so callers need no grant on the history table and no grant
+//! The insert runs with the history table owner's rights, so callers need no grant on the history table and no grant
 //! is ever widened.
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, JsonB};
 
-use crate::catalog::{Binding, TypeStorage};
+use crate::binding::Binding;
+use crate::json::Jsonb;
+use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, Machine, StateId};
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
+use crate::sql::{as_user, Restrict};
 use crate::uuid7;
 
 /// One transition to record. `event` and `from` are `None` for the row
 /// that records an INSERT.
 pub struct Entry<'a> {
-    pub key: pg_sys::Datum,
+    pub key: Key,
     pub event: Option<&'a str>,
     pub from: Option<&'a str>,
     pub to: &'a str,
-    pub payload: Option<&'a serde_json::Value>,
+    /// The caller's own jsonb, stored as given.
+    pub payload: Option<Jsonb>,
 }
 
 /// Appends the row and, with `notify`, queues the NOTIFY; returns its id.
@@ -42,7 +45,7 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
                 ),
                 &[
                     pg_sys::UUIDOID,
-                    b.key_type,
+                    b.key.oid(),
                     pg_sys::TEXTOID,
                     pg_sys::TEXTOID,
                     pg_sys::TEXTOID,
@@ -54,15 +57,17 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
         });
         let args = [
             id.into_datum(),
-            Some(e.key),
+            Some(e.key.datum()),
             e.event.into_datum(),
             e.from.into_datum(),
             e.to.into_datum(),
-            e.payload.map(|p| JsonB(p.clone())).into_datum(),
+            e.payload.map(Jsonb::datum),
             actor_datum(),
             Some(current_user_datum()),
         ];
-        as_user(b.owner, || plan.execute(&args, false));
+        as_user(b.history_owner, Restrict::Restricted, || {
+            plan.execute(&args, false)
+        });
         if let Some(channel) = &b.notify {
             notify(b, channel, e, &id);
         }
@@ -77,7 +82,8 @@ pub fn append_rows(b: &Binding, rows: &[crate::pending::Held]) {
         [] => return,
         [one] => {
             let entry = Entry {
-                key: one.key,
+                // SAFETY: held keys are copies of key-type datums.
+                key: unsafe { Key::of_key_type(one.key) },
                 event: Some(&machine.event(one.event).name),
                 from: Some(&machine.state(one.from).name),
                 to: &machine.state(one.to).name,
@@ -99,7 +105,7 @@ pub fn append_rows(b: &Binding, rows: &[crate::pending::Held]) {
                 ),
                 &[
                     pg_sys::UUIDARRAYOID,
-                    b.key_storage.array_type,
+                    b.key.storage.array_type,
                     pg_sys::TEXTARRAYOID,
                     pg_sys::TEXTARRAYOID,
                     pg_sys::TEXTARRAYOID,
@@ -121,14 +127,16 @@ pub fn append_rows(b: &Binding, rows: &[crate::pending::Held]) {
         let tos: Vec<pg_sys::Datum> = rows.iter().map(|r| names.state(machine, r.to)).collect();
         let args = [
             Some(array(&ids, UUID)),
-            Some(array(&keys, b.key_storage)),
+            Some(array(&keys, b.key.storage)),
             Some(array(&events, TEXT)),
             Some(array(&froms, TEXT)),
             Some(array(&tos, TEXT)),
             actor_datum(),
             Some(current_user_datum()),
         ];
-        as_user(b.owner, || plan.execute(&args, false));
+        as_user(b.history_owner, Restrict::Restricted, || {
+            plan.execute(&args, false)
+        });
     });
 }
 
@@ -212,30 +220,10 @@ fn current_user_datum() -> pg_sys::Datum {
     )
 }
 
-/// Runs `f` as `user`, restoring the caller's identity afterwards. On an
-/// ERROR, PostgreSQL's (sub)transaction abort restores it.
-fn as_user<R>(user: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_context = 0;
-    // SAFETY: plain reads and writes of the backend's current identity.
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(
-            user,
-            saved_context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        );
-    }
-    let result = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
-    result
-}
-
 fn notify(b: &Binding, channel: &str, e: &Entry, id: &pgrx::Uuid) {
     let message = serde_json::json!({
         "table": b.table,
-        "key": b.key_text(e.key),
+        "key": b.key.text(e.key.datum()),
         "event": e.event,
         "from": e.from,
         "to": e.to,

@@ -2,27 +2,38 @@
 //!
 //! This file is the table of contents; each module's `//!` says what it owns.
 //! Data flows one way: definition JSON -> `machine` (parse, validate,
-//! compile) -> `machines`/`catalog` (store, cache) -> `enforce`/`fire` (use)
-//! -> `history` tables -> read functions (`sql/read.sql`).
+//! compile) -> `machines` (store) -> `binding`/`cache` (load, keep) ->
+//! `transition` (the rules of a move) -> `enforce`/`fire` (use) -> `history`
+//! tables -> `read`.
+
+// pgrx functions return `Result<T, ErrorReport>`, and ErrorReport is large:
+// boxing it would cost an allocation on every refusal for nothing.
+#![allow(clippy::result_large_err)]
 
 ::pgrx::pg_module_magic!(name, version);
 
 #[macro_use]
 mod v1;
 
+mod args;
 mod attach;
-mod catalog;
+mod binding;
+mod cache;
+mod callable;
 mod enforce;
 mod error;
 mod fire;
 mod history;
+mod json;
+mod key;
 pub mod machine;
 mod machines;
 mod pending;
-mod quote;
 mod read;
 mod settings;
 mod spi_plan;
+mod sql;
+mod transition;
 mod uuid7;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -30,12 +41,14 @@ mod tests;
 
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../sql/read.sql", name = "read", finalize);
+pgrx::extension_sql_file!("../sql/fire.sql", name = "fire", finalize);
+pgrx::extension_sql_file!("../sql/machines.sql", name = "machines", finalize);
 
 /// Runs once per backend when the library loads.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
-    catalog::register_invalidation();
+    cache::register_invalidation();
     pending::register_callbacks();
 }
 

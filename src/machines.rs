@@ -2,32 +2,59 @@
 //! (`machine_definition`, `to_dot`, `to_mermaid`).
 //!
 //! A machine is stored as its normalized definition plus the expanded
-//! states and transitions the introspection views read. Everything happens
-//! in the caller's transaction: a refused definition stores nothing.
+//! states and transitions the introspection views read, and is owned by
+//! the role that created it (API.md §8). Everything happens in the caller's
+//! transaction: a refused definition stores nothing. The catalog is written
+//! as the extension's owner, after the caller's own rights were checked.
 
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgTryBuilder};
+use pgrx::JsonB;
 
-use crate::catalog;
-use crate::error::{required, ErrorKind, FsmError, FsmResult, SqlResult};
+use crate::args::Args;
+use crate::cache;
+use crate::callable::{self, Purpose};
+use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, SqlResult};
+use crate::json::{self, Jsonb};
+use crate::key::datum_text;
 use crate::machine::{render, validate::compile_json, Compiled, Definition};
+use crate::sql::{self, as_user, Restrict};
 
-/// The stored definition of machine `name`.
+/// A stored machine: its owner and normalized definition.
+pub struct Stored {
+    pub owner: pg_sys::Oid,
+    pub definition: serde_json::Value,
+}
+
+/// The stored machine `name`, if any.
+pub fn stored(name: &str) -> FsmResult<Option<Stored>> {
+    Spi::connect(|client| -> FsmResult<Option<Stored>> {
+        let rows = client.select(
+            "SELECT m.owner, m.definition::pg_catalog.text FROM fsm.machine m
+              WHERE m.name OPERATOR(pg_catalog.=) $1",
+            None,
+            &[name.into()],
+        )?;
+        let Ok((Some(owner), Some(text))) = rows.first().get_two::<pg_sys::Oid, String>() else {
+            return Ok(None);
+        };
+        Ok(Some(Stored {
+            owner,
+            definition: json::parse(&text, "stored definition")?,
+        }))
+    })
+}
+
+/// The stored definition of machine `name`; 42704 when there is none.
 pub fn stored_definition(name: &str) -> FsmResult<serde_json::Value> {
-    Spi::get_one_with_args::<JsonB>(
-        "SELECT definition FROM fsm.machine WHERE name = $1",
-        &[name.into()],
-    )
-    .ok()
-    .flatten()
-    .map(|j| j.0)
-    .ok_or_else(|| unknown_machine(name))
+    Ok(stored(name)?
+        .ok_or_else(|| unknown_machine(name))?
+        .definition)
 }
 
 pub fn unknown_machine(name: &str) -> FsmError {
     FsmError::new(
         ErrorKind::UndefinedObject,
-        format!("machine \"{name}\" does not exist"),
+        format!("machine \"{}\" does not exist", clip(name)),
     )
     .hint("See SELECT name FROM fsm.machines.")
 }
@@ -36,38 +63,52 @@ fn compiled(name: &str) -> FsmResult<(Definition, Compiled)> {
     compile_json(&stored_definition(name)?).map_err(|e| {
         FsmError::new(
             ErrorKind::InvalidDefinition,
-            format!("stored machine \"{name}\" does not compile: {e}"),
+            format!("stored machine \"{}\" does not compile: {e}", clip(name)),
         )
     })
 }
 
-/// Stores a machine and returns its version (1 for a new machine).
+v1_function!(
+    fsm_create_machine,
+    pg_finfo_fsm_create_machine,
+    create_machine
+);
+
+/// `fsm.create_machine(name, definition, replace)`: stores a machine and
+/// returns its version (1 for a new machine). Raw V1 (declared in
+/// `sql/machines.sql`) so the definition arrives as the caller's jsonb.
 ///
 /// # Errors
-/// 42P17 when the definition breaks a rule (the message names the state or
-/// event); 42710 when the machine exists and `replace` is false; 23514 when
-/// `replace` would strand rows of an attached table in removed states;
-/// 42883 when a bound table lacks a guard or action function.
-#[pg_extern(volatile)]
-fn create_machine(
-    name: Option<&str>,
-    definition: Option<JsonB>,
-    replace: default!(bool, false),
-) -> SqlResult<i32> {
-    Ok(store(
-        required(name, "name")?,
-        &required(definition, "definition")?.0,
-        replace,
-    )?)
+/// 22004 a NULL argument; 42501 without CREATE on the database, or when
+/// replacing a machine the caller does not own; 42P17 when the definition
+/// breaks a rule (the message names the state or event); 54001 a definition
+/// nested deeper than 128 levels; 42710 when the machine exists and
+/// `replace` is false; 23514 when `replace` would strand rows of an
+/// attached table in removed states; 42883 when a bound table lacks a guard
+/// or action function.
+unsafe fn create_machine(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let name = required(args.text(0), "name")?;
+    let definition = required(args.jsonb(1), "definition")?;
+    let replace = required(args.bool(2), "replace")?;
+    let version = store(&name, &definition.to_value("definition")?, replace)?;
+    Ok(pg_sys::Datum::from(version))
 }
 
-fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult<i32> {
+fn check_name(name: &str) -> FsmResult<()> {
     if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(FsmError::new(
             ErrorKind::InvalidParameter,
             "a machine name must be 1 to 200 bytes without control characters",
         ));
     }
+    Ok(())
+}
+
+fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult<i32> {
+    check_name(name)?;
+    check_may_create()?;
     let (def, compiled) = compile_json(definition).map_err(|e| {
         FsmError::new(
             ErrorKind::InvalidDefinition,
@@ -75,95 +116,38 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
         )
     })?;
     check_timeouts(name, &def)?;
-
-    let current = Spi::get_one_with_args::<i32>(
-        "SELECT version FROM fsm.machine WHERE name = $1 FOR UPDATE",
-        &[name.into()],
-    )
+    let owner = sql::extension_owner()?;
+    // Locks the machine's row against a concurrent replace or drop.
+    let current = as_user(owner, Restrict::Restricted, || {
+        Spi::get_one_with_args::<i32>(
+            "SELECT m.version FROM fsm.machine m WHERE m.name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+            &[name.into()],
+        )
+    })
     .ok()
     .flatten();
-    if current.is_some() && !replace {
-        return Err(FsmError::new(
-            ErrorKind::DuplicateObject,
-            format!("machine \"{name}\" already exists"),
-        )
-        .hint("Pass replace => true to store a new version."));
+    if let Some(existing) = current.map(|_| stored(name)).transpose()?.flatten() {
+        if !replace {
+            return Err(FsmError::new(
+                ErrorKind::DuplicateObject,
+                format!("machine \"{name}\" already exists"),
+            )
+            .hint("Pass replace => true to store a new version."));
+        }
+        check_owner(name, existing.owner)?;
     }
     let bound = bound_tables(name)?;
     for (table, column) in &bound {
         check_rows_fit(*table, column, &compiled, name)?;
     }
     let version = current.map_or(1, |v| v + 1);
-    let states: Vec<String> = compiled
-        .machine
-        .states
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let initial: Vec<bool> = compiled.machine.states.iter().map(|s| s.initial).collect();
-    let finals: Vec<bool> = compiled.machine.states.iter().map(|s| s.is_final).collect();
-    let metas: Vec<Option<JsonB>> = compiled
-        .machine
-        .states
-        .iter()
-        .map(|s| s.meta.clone().map(JsonB))
-        .collect();
-    let m = &compiled.machine;
-    let (events, froms, tos): (Vec<String>, Vec<String>, Vec<String>) = {
-        let mut e = Vec::new();
-        let mut f = Vec::new();
-        let mut t = Vec::new();
-        for tr in m.transitions() {
-            e.push(m.event(tr.event).name.clone());
-            f.push(m.state(tr.from).name.clone());
-            t.push(m.state(tr.to).name.clone());
-        }
-        (e, f, t)
-    };
-    Spi::connect_mut(|client| -> FsmResult<()> {
-        client.update(
-            "INSERT INTO fsm.machine (name, version, definition) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, definition = EXCLUDED.definition,
-                                              updated_at = now()",
-            None,
-            &[name.into(), version.into(), JsonB(def.to_json()).into()],
-        )?;
-        client.update(
-            "DELETE FROM fsm.machine_state WHERE machine = $1",
-            None,
-            &[name.into()],
-        )?;
-        client.update(
-            "DELETE FROM fsm.machine_transition WHERE machine = $1",
-            None,
-            &[name.into()],
-        )?;
-        client.update(
-            "INSERT INTO fsm.machine_state (machine, position, state, initial, final, meta)
-             SELECT $1, s.ord, s.state, s.initial, s.final, s.meta
-               FROM unnest($2::text[], $3::bool[], $4::bool[], $5::jsonb[]) WITH ORDINALITY
-                    AS s(state, initial, final, meta, ord)",
-            None,
-            &[
-                name.into(),
-                states.into(),
-                initial.into(),
-                finals.into(),
-                metas.into(),
-            ],
-        )?;
-        client.update(
-            "INSERT INTO fsm.machine_transition (machine, event, from_state, to_state)
-             SELECT $1, t.event, t.from_state, t.to_state
-               FROM unnest($2::text[], $3::text[], $4::text[]) AS t(event, from_state, to_state)",
-            None,
-            &[name.into(), events.into(), froms.into(), tos.into()],
-        )?;
-        Ok(())
+    let definition = Jsonb::from_value(&def.to_json())?;
+    as_user(owner, Restrict::Restricted, || {
+        write(name, version, definition, &compiled)
     })?;
     for (table, _) in &bound {
         check_functions(*table, &compiled)?;
-        catalog::invalidate(*table);
+        cache::invalidate(*table);
     }
     for w in &compiled.warnings {
         pgrx::warning!("machine \"{name}\": {w}");
@@ -171,28 +155,117 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
     Ok(version)
 }
 
+/// 42501 unless the current user may create objects in this database.
+fn check_may_create() -> FsmResult<()> {
+    // SAFETY: an ACL check of the current database for the current user.
+    let allowed = unsafe {
+        pg_sys::pg_database_aclcheck(
+            pg_sys::MyDatabaseId,
+            sql::current_user(),
+            pg_sys::ACL_CREATE as pg_sys::AclMode,
+        )
+    } == pg_sys::AclResult::ACLCHECK_OK;
+    if allowed {
+        return Ok(());
+    }
+    Err(FsmError::new(
+        ErrorKind::InsufficientPrivilege,
+        "creating a machine needs CREATE on the current database",
+    ))
+}
+
+/// 42501 unless the current user acts as the machine's owner.
+fn check_owner(name: &str, owner: pg_sys::Oid) -> FsmResult<()> {
+    if sql::acts_as(owner) {
+        return Ok(());
+    }
+    Err(FsmError::new(
+        ErrorKind::InsufficientPrivilege,
+        format!(
+            "must be the owner of machine \"{}\" ({}) to replace or drop it",
+            clip(name),
+            sql::role_name(owner)
+        ),
+    ))
+}
+
+/// Writes the machine's row, states and transitions (as the extension owner).
+fn write(name: &str, version: i32, definition: Jsonb, compiled: &Compiled) -> FsmResult<()> {
+    let m = &compiled.machine;
+    let states: Vec<&str> = m.states.iter().map(|s| s.name.as_str()).collect();
+    let initial: Vec<bool> = m.states.iter().map(|s| s.initial).collect();
+    let finals: Vec<bool> = m.states.iter().map(|s| s.is_final).collect();
+    let metas: Vec<Option<JsonB>> = m.states.iter().map(|s| s.meta.clone().map(JsonB)).collect();
+    let mut events = Vec::new();
+    let mut froms = Vec::new();
+    let mut tos = Vec::new();
+    for tr in m.transitions() {
+        events.push(m.event(tr.event).name.as_str());
+        froms.push(m.state(tr.from).name.as_str());
+        tos.push(m.state(tr.to).name.as_str());
+    }
+    // SAFETY: a jsonb datum made above, alive for this call.
+    let definition =
+        unsafe { pgrx::datum::DatumWithOid::new(definition.datum(), pg_sys::JSONBOID) };
+    Spi::connect_mut(|client| -> FsmResult<()> {
+        client.update(
+            "INSERT INTO fsm.machine (name, version, definition, owner) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, definition = EXCLUDED.definition,
+                                              updated_at = pg_catalog.now()",
+            None,
+            &[name.into(), version.into(), definition, sql::current_user().into()],
+        )?;
+        client.update(
+            "DELETE FROM fsm.machine_state s WHERE s.machine OPERATOR(pg_catalog.=) $1",
+            None,
+            &[name.into()],
+        )?;
+        client.update(
+            "DELETE FROM fsm.machine_transition t WHERE t.machine OPERATOR(pg_catalog.=) $1",
+            None,
+            &[name.into()],
+        )?;
+        client.update(
+            "INSERT INTO fsm.machine_state (machine, position, state, initial, final, meta)
+             SELECT $1, s.ord, s.state, s.initial, s.final, s.meta
+               FROM pg_catalog.unnest($2::pg_catalog.text[], $3::pg_catalog.bool[], $4::pg_catalog.bool[],
+                                      $5::pg_catalog.jsonb[]) WITH ORDINALITY AS s(state, initial, final, meta, ord)",
+            None,
+            &[name.into(), states.into(), initial.into(), finals.into(), metas.into()],
+        )?;
+        client.update(
+            "INSERT INTO fsm.machine_transition (machine, event, from_state, to_state)
+             SELECT $1, t.event, t.from_state, t.to_state
+               FROM pg_catalog.unnest($2::pg_catalog.text[], $3::pg_catalog.text[], $4::pg_catalog.text[])
+                    AS t(event, from_state, to_state)",
+            None,
+            &[name.into(), events.into(), froms.into(), tos.into()],
+        )?;
+        Ok(())
+    })
+}
+
 /// Timeout intervals are PostgreSQL intervals: let PostgreSQL parse them,
 /// and name the state when it cannot.
 fn check_timeouts(name: &str, def: &Definition) -> FsmResult<()> {
     for (state, s) in &def.states {
         let Some(timeout) = &s.timeout else { continue };
-        let after = timeout.after.clone();
-        let positive = PgTryBuilder::new(|| {
+        let after = timeout.after.as_str();
+        let positive = sql::attempt(|| {
             Spi::get_one_with_args::<bool>(
-                "SELECT $1::interval > interval '0'",
-                &[after.as_str().into()],
+                "SELECT $1::pg_catalog.interval OPERATOR(pg_catalog.>) '0'::pg_catalog.interval",
+                &[after.into()],
             )
             .ok()
             .flatten()
         })
-        .catch_others(|_| None)
-        .execute();
+        .flatten();
         if positive != Some(true) {
             return Err(FsmError::new(
                 ErrorKind::InvalidDefinition,
                 format!(
                     "machine \"{name}\": state \"{state}\": timeout \"after\" {:?} is not a positive interval",
-                    timeout.after
+                    clip(&timeout.after)
                 ),
             ));
         }
@@ -203,49 +276,52 @@ fn check_timeouts(name: &str, def: &Definition) -> FsmResult<()> {
 /// (table oid, column) of every binding of machine `name`, locked against
 /// concurrent attach and detach.
 pub fn bound_tables(name: &str) -> FsmResult<Vec<(pg_sys::Oid, String)>> {
-    Spi::connect(|client| -> FsmResult<Vec<_>> {
-        let rows = client.select(
-            "SELECT tbl::oid, col::text FROM fsm.binding WHERE machine = $1 ORDER BY tbl::text FOR UPDATE",
-            None,
-            &[name.into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let (Some(t), Some(c)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
-                out.push((t, c));
+    let owner = sql::extension_owner()?;
+    as_user(owner, Restrict::Restricted, || {
+        Spi::connect(|client| -> FsmResult<Vec<_>> {
+            let rows = client.select(
+                "SELECT b.tbl::pg_catalog.oid, b.col::pg_catalog.text FROM fsm.binding b
+                  WHERE b.machine OPERATOR(pg_catalog.=) $1 ORDER BY b.tbl::pg_catalog.oid FOR UPDATE",
+                None,
+                &[name.into()],
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                if let (Some(t), Some(c)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
+                    out.push((t, c));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     })
 }
 
 /// Refuses when a row of `table` holds a value that is not a state of the
-/// compiled machine: the error counts the rows per offending value.
+/// compiled machine: the error counts the rows per offending value. Reads
+/// the table as the extension owner: the check must see every row, whoever
+/// asks.
 pub fn check_rows_fit(
     table: pg_sys::Oid,
     column: &str,
     compiled: &Compiled,
     machine: &str,
 ) -> FsmResult<()> {
-    let states: Vec<String> = compiled
+    let states: Vec<&str> = compiled
         .machine
         .states
         .iter()
-        .map(|s| s.name.clone())
+        .map(|s| s.name.as_str())
         .collect();
-    let (table_name, misfits) =
-        Spi::connect(|client| -> FsmResult<(String, Vec<(String, i64)>)> {
-            let table_name = client
-                .select("SELECT $1::regclass::text", None, &[table.into()])?
-                .first()
-                .get_one::<String>()?
-                .unwrap_or_default();
-            let query = format!(
-                "SELECT coalesce({col}::text, 'NULL'), count(*) FROM {tbl} \
-              WHERE {col} IS NULL OR {col}::text <> ALL($1) GROUP BY 1 ORDER BY 2 DESC, 1",
-                col = crate::quote::ident(column),
-                tbl = table_name,
-            );
+    let query = format!(
+        "SELECT pg_catalog.coalesce(t.{col}::pg_catalog.text, 'NULL'), pg_catalog.count(*) FROM {tbl} t \
+          WHERE t.{col} IS NULL OR t.{col}::pg_catalog.text OPERATOR(pg_catalog.<>) ALL ($1) \
+          GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+        col = sql::ident(column),
+        tbl = sql::qualified_relation(table)?,
+    );
+    let owner = sql::extension_owner()?;
+    let misfits = as_user(owner, Restrict::Restricted, || {
+        Spi::connect(|client| -> FsmResult<Vec<(String, i64)>> {
             let mut misfits = Vec::new();
             for row in client.select(&query, None, &[states.into()])? {
                 misfits.push((
@@ -253,17 +329,24 @@ pub fn check_rows_fit(
                     row.get::<i64>(2)?.unwrap_or(0),
                 ));
             }
-            Ok((table_name, misfits))
-        })?;
+            Ok(misfits)
+        })
+    })?;
     if misfits.is_empty() {
         return Ok(());
     }
+    let table_name = datum_text(pg_sys::Datum::from(table), pg_sys::REGCLASSOID);
     let total: i64 = misfits.iter().map(|(_, n)| n).sum();
-    let listed: Vec<String> = misfits.iter().map(|(s, n)| format!("{s} ({n})")).collect();
+    let listed: Vec<String> = misfits
+        .iter()
+        .map(|(s, n)| format!("{} ({n})", clip(s)))
+        .collect();
     Err(FsmError::new(
         ErrorKind::CheckViolation,
         format!(
-            "{total} row(s) of {table_name}.{column} hold values that are not states of machine \"{machine}\": {}",
+            "{total} row(s) of {table_name}.{} hold values that are not states of machine \"{}\": {}",
+            clip(column),
+            clip(machine),
             listed.join(", ")
         ),
     )
@@ -272,21 +355,13 @@ pub fn check_rows_fit(
 
 /// Every guard and action must exist for the table's row type.
 pub fn check_functions(table: pg_sys::Oid, compiled: &Compiled) -> FsmResult<()> {
-    let (row_type, table_name) = Spi::get_two_with_args::<pg_sys::Oid, String>(
-        "SELECT reltype, oid::regclass::text FROM pg_catalog.pg_class WHERE oid = $1",
-        &[table.into()],
-    )
-    .map_err(FsmError::from)?;
-    let (row_type, table_name) = (
-        row_type.unwrap_or(pg_sys::InvalidOid),
-        table_name.unwrap_or_default(),
-    );
+    let table_name = datum_text(pg_sys::Datum::from(table), pg_sys::REGCLASSOID);
     for e in &compiled.machine.events {
         if let Some(g) = &e.guard {
-            catalog::resolve_function(g, row_type, "guard", &e.name, &table_name)?;
+            callable::resolve(g, table, Purpose::Guard, &e.name, &table_name)?;
         }
         if let Some(a) = &e.action {
-            catalog::resolve_function(a, row_type, "action", &e.name, &table_name)?;
+            callable::resolve(a, table, Purpose::Action, &e.name, &table_name)?;
         }
     }
     Ok(())
@@ -295,49 +370,53 @@ pub fn check_functions(table: pg_sys::Oid, compiled: &Compiled) -> FsmResult<()>
 /// Drops a machine that no table is attached to.
 ///
 /// # Errors
-/// 42704 when it does not exist; 55006 while a table is attached to it.
+/// 22004 a NULL name; 42704 when it does not exist; 42501 unless the
+/// caller owns it; 55006 while a table is attached to it.
 #[pg_extern(volatile)]
-fn drop_machine(name: &str) -> SqlResult<()> {
-    stored_definition(name)?;
+fn drop_machine(name: Option<&str>) -> SqlResult<()> {
+    let name = required(name, "name")?;
+    let existing = stored(name)?.ok_or_else(|| unknown_machine(name))?;
+    check_owner(name, existing.owner)?;
     let bound = bound_tables(name)?;
     if let Some((table, column)) = bound.first() {
-        let table =
-            Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[(*table).into()])
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+        let table = datum_text(pg_sys::Datum::from(*table), pg_sys::REGCLASSOID);
         return Err(FsmError::new(
             ErrorKind::ObjectInUse,
             format!(
-                "machine \"{name}\" is attached to {} column(s), {table}.{column} among them",
+                "machine \"{}\" is attached to {} column(s), {table}.{column} among them",
+                clip(name),
                 bound.len()
             ),
         )
-        .hint(format!(
-            "Detach it first: SELECT fsm.detach('{table}', '{column}');"
-        ))
+        .hint("Detach it first with fsm.detach(table, column).")
         .into());
     }
-    Spi::run_with_args("DELETE FROM fsm.machine WHERE name = $1", &[name.into()])
-        .map_err(FsmError::from)?;
+    as_user(sql::extension_owner()?, Restrict::Restricted, || {
+        Spi::run_with_args(
+            "DELETE FROM fsm.machine m WHERE m.name OPERATOR(pg_catalog.=) $1",
+            &[name.into()],
+        )
+    })
+    .map_err(FsmError::from)?;
     Ok(())
 }
 
 /// The normalized definition: `from`/`to` as lists, defaults left out.
 ///
 /// # Errors
-/// 42704 when the machine does not exist.
-#[pg_extern(stable, strict)]
-fn machine_definition(name: &str) -> SqlResult<JsonB> {
-    Ok(JsonB(stored_definition(name)?))
+/// 22004 a NULL name; 42704 when the machine does not exist.
+#[pg_extern(stable)]
+fn machine_definition(name: Option<&str>) -> SqlResult<JsonB> {
+    Ok(JsonB(stored_definition(required(name, "name")?)?))
 }
 
 /// The machine as a Graphviz digraph.
 ///
 /// # Errors
-/// 42704 when the machine does not exist.
-#[pg_extern(stable, strict)]
-fn to_dot(name: &str) -> SqlResult<String> {
+/// 22004 a NULL name; 42704 when the machine does not exist.
+#[pg_extern(stable)]
+fn to_dot(name: Option<&str>) -> SqlResult<String> {
+    let name = required(name, "name")?;
     let (_, c) = compiled(name)?;
     Ok(render::to_dot(name, &c.machine))
 }
@@ -345,9 +424,9 @@ fn to_dot(name: &str) -> SqlResult<String> {
 /// The machine as a Mermaid `stateDiagram-v2`.
 ///
 /// # Errors
-/// 42704 when the machine does not exist.
-#[pg_extern(stable, strict)]
-fn to_mermaid(name: &str) -> SqlResult<String> {
-    let (_, c) = compiled(name)?;
+/// 22004 a NULL name; 42704 when the machine does not exist.
+#[pg_extern(stable)]
+fn to_mermaid(name: Option<&str>) -> SqlResult<String> {
+    let (_, c) = compiled(required(name, "name")?)?;
     Ok(render::to_mermaid(&c.machine))
 }

@@ -19,8 +19,9 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
-use crate::catalog::Binding;
+use crate::binding::Binding;
 use crate::history;
+use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, StateId};
 
 /// Rows held for one binding before the row trigger appends them itself.
@@ -52,8 +53,8 @@ fn nest_level() -> i32 {
 }
 
 /// Holds the history row of one transition until the statement ends.
-pub fn hold(b: &Rc<Binding>, key: pg_sys::Datum, event: EventId, from: StateId, to: StateId) {
-    let key = keep_until_commit(key, b.key_storage);
+pub fn hold(b: &Rc<Binding>, key: Key, event: EventId, from: StateId, to: StateId) {
+    let key = keep_until_commit(key.datum(), b.key.storage);
     let row = Held {
         id: crate::uuid7::next_bytes(),
         key,
@@ -88,7 +89,7 @@ pub fn hold(b: &Rc<Binding>, key: pg_sys::Datum, event: EventId, from: StateId, 
 
 /// A copy of a key datum that lives as long as the transaction (the
 /// tuple it came from does not outlive the row's trigger call).
-fn keep_until_commit(key: pg_sys::Datum, storage: crate::catalog::TypeStorage) -> pg_sys::Datum {
+fn keep_until_commit(key: pg_sys::Datum, storage: TypeStorage) -> pg_sys::Datum {
     if storage.by_value {
         return key;
     }

@@ -1,22 +1,28 @@
 //! `fsm.history` and `fsm.current_states`: set-returning C functions.
 //!
-//! Each runs one query per call through a plan kept per binding and key
-//! type (see `catalog::Statement`), with the caller's rights so table grants
-//! and row security apply, and copies the result tuples straight into the
-//! caller's tuplestore. Nothing is parsed or planned per call once a
-//! backend has seen the table: this is what keeps them level with the
-//! query a person would write by hand (W4, W5 in BENCH.md).
+//! Rights first (API.md §8): the caller must hold SELECT on the table at
+//! the call, and where row level security applies to the caller, only the
+//! history of rows the caller can see is returned. The history tables
+//! themselves are read as their owner, so no grant on them is needed (and
+//! none is ever given automatically).
 //!
+//! Each call runs one query through a plan kept per binding, and copies
+//! the result tuples into the caller's tuplestore after checking that
+//! their shape is the function's declared result (a history table altered
+//! by its owner must give a clean error, never be read as another type).
 //! They are declared in `sql/read.sql`.
 
-use pgrx::fcinfo::{pg_getarg_datum, pg_getarg_type};
 use std::rc::Rc;
 
 use pgrx::pg_sys;
 
-use crate::catalog::{self, Statement};
-use crate::error::{required, FsmResult};
+use crate::args::Args;
+use crate::binding::{Binding, Statement};
+use crate::cache;
+use crate::error::{required, ErrorKind, FsmError, FsmResult};
+use crate::key::Key;
 use crate::spi_plan::{connected, KeptPlan};
+use crate::sql::{as_user, current_user, ident, Restrict};
 
 v1_function!(fsm_history, pg_finfo_fsm_history, history);
 v1_function!(
@@ -27,47 +33,65 @@ v1_function!(
 
 /// `fsm.history(tbl, key, since, until, lim)`: one entity's history, newest first.
 unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
-    let (relid, key, key_type) = unsafe { table_and_key(fcinfo)? };
-    let [since, until, limit] = [2, 3, 4].map(|n| unsafe { pg_getarg_datum(fcinfo, n) });
-    let bindings = catalog::attached_bindings(relid)?;
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let relid = args.relation(0, "tbl")?;
+    let key = required(args.datum(1), "key")?;
+    let key_type = args.type_of(1);
+    let [since, until, limit] = [2, 3, 4].map(|n| args.datum(n));
+    let bindings = cache::attached_bindings(relid)?;
+    let b = &bindings[0];
+    check_select(b)?;
     let statement = Statement::History {
         since: since.is_some(),
         until: until.is_some(),
         limit: limit.is_some(),
     };
-    let plan = || {
-        bindings[0].plans.get((statement, key_type), || {
+    let rls = row_security_applies(relid);
+    let prepare = |b: &Binding| -> FsmResult<Query> {
+        // SAFETY: the converted datum is of the key type.
+        let key = unsafe { Key::of_key_type(b.key.convert(key, key_type, false)?) };
+        if rls && !key_visible(b, key) {
+            return Ok(None);
+        }
+        let plan = b.plans.get(statement, || {
             let types = vec![
-                key_type,
+                b.key.oid(),
                 pg_sys::TIMESTAMPTZOID,
                 pg_sys::TIMESTAMPTZOID,
                 pg_sys::INT4OID,
             ];
-            (
-                history_sql(&bindings, since.is_some(), until.is_some(), limit.is_some()),
-                types,
-            )
-        })
+            (history_sql(&bindings, statement), types)
+        });
+        Ok(Some((plan, vec![Some(key.datum()), since, until, limit])))
     };
-    unsafe { materialize(fcinfo, plan, &[key, since, until, limit]) };
-    Ok(pg_sys::Datum::from(0))
+    // SAFETY: a valid fcinfo of a set-returning call.
+    unsafe { materialize(fcinfo, b, prepare) }
 }
 
 /// One query over the history tables of every column bound on the table.
-fn history_sql(bindings: &[Rc<catalog::Binding>], since: bool, until: bool, limit: bool) -> String {
+fn history_sql(bindings: &[Rc<Binding>], statement: Statement) -> String {
+    let Statement::History {
+        since,
+        until,
+        limit,
+    } = statement
+    else {
+        unreachable!("history_sql is only built for Statement::History")
+    };
     let per_binding: Vec<String> = bindings
         .iter()
         .map(|b| {
             let mut sql = format!(
                 "SELECT h.id, fsm.uuid7_time(h.id), h.event, h.from_state, h.to_state, h.payload, h.actor, h.db_user \
-                   FROM {} h WHERE h.entity_key = $1::{}",
-                b.history_table, b.key_type_sql
+                   FROM {} h WHERE h.entity_key {} $1",
+                b.history_table, b.key.equality_sql
             );
             if since {
-                sql.push_str(" AND h.id >= fsm.uuid7($2)");
+                sql.push_str(" AND h.id OPERATOR(pg_catalog.>=) fsm.uuid7($2)");
             }
             if until {
-                sql.push_str(" AND h.id < fsm.uuid7($3)");
+                sql.push_str(" AND h.id OPERATOR(pg_catalog.<) fsm.uuid7($3)");
             }
             sql
         })
@@ -84,67 +108,205 @@ fn history_sql(bindings: &[Rc<catalog::Binding>], since: bool, until: bool, limi
 
 /// `fsm.current_states(tbl, keys)`: the state of each existing key, in the
 /// order given, with its last transition. A table with several bound
-/// columns answers for the first.
+/// columns answers for the first. Keys come back as the caller passed them.
 unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
-    let (relid, keys, keys_type) = unsafe { table_and_key(fcinfo)? };
-    let bindings = catalog::attached_bindings(relid)?;
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let relid = args.relation(0, "tbl")?;
+    let keys = required(args.datum(1), "keys")?;
+    let keys_type = args.type_of(1);
+    let bindings = cache::attached_bindings(relid)?;
     let b = &bindings[0];
-    let plan = || {
-        b.plans.get((Statement::CurrentStates, keys_type), || {
-        let sql = format!(
-            "SELECT k.key, t.{col}::text, fsm.uuid7_time(h.id), h.event, h.id \
-               FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, ord) \
-               JOIN {table} t ON t.{key} = k.key::{key_type} \
-               LEFT JOIN LATERAL (SELECT h.id, h.event FROM {history} h \
-                                   WHERE h.entity_key = t.{key} ORDER BY h.id DESC LIMIT 1) h ON true \
-              ORDER BY k.ord",
-            col = crate::quote::ident(&b.column),
-            table = b.table_sql,
-            key = crate::quote::ident(&b.key_column),
-            key_type = b.key_type_sql,
-            history = b.history_table,
-        );
-        (sql, vec![keys_type])
-    })
+    check_select(b)?;
+    let rls = row_security_applies(relid);
+    let prepare = |b: &Binding| -> FsmResult<Query> {
+        let converted = b.key.convert(keys, keys_type, true)?;
+        let converted = if rls {
+            match visible_keys(b, converted) {
+                Some(visible) => visible,
+                None => return Ok(None),
+            }
+        } else {
+            converted
+        };
+        let plan = b.plans.get(Statement::CurrentStates { keys_type }, || {
+                let sql = format!(
+                    "SELECT k.orig, t.{col}::pg_catalog.text, fsm.uuid7_time(h.id), h.event, h.id \
+                       FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS k(key, orig, ord) \
+                       JOIN {table} t ON t.{key} {eq} k.key \
+                       LEFT JOIN LATERAL (SELECT h.id, h.event FROM {history} h \
+                                           WHERE h.entity_key {eq} t.{key} ORDER BY h.id DESC LIMIT 1) h ON true \
+                      ORDER BY k.ord",
+                    col = ident(&b.column),
+                    table = b.table_sql,
+                    key = ident(&b.key_column),
+                    eq = b.key.equality_sql,
+                    history = b.history_table,
+                );
+                (sql, vec![b.key.storage.array_type, keys_type])
+            });
+        Ok(Some((plan, vec![Some(converted), Some(keys)])))
     };
-    unsafe { materialize(fcinfo, plan, &[keys]) };
-    Ok(pg_sys::Datum::from(0))
+    // SAFETY: a valid fcinfo of a set-returning call.
+    unsafe { materialize(fcinfo, b, prepare) }
 }
 
-/// The table argument (first) and the key argument (second) with its type.
-unsafe fn table_and_key(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> FsmResult<(pg_sys::Oid, Option<pg_sys::Datum>, pg_sys::Oid)> {
-    let relid = required(
-        unsafe { pg_getarg_datum(fcinfo, 0) }.map(|d| pg_sys::Oid::from(d.value() as u32)),
-        "tbl",
-    )?;
-    Ok((relid, unsafe { pg_getarg_datum(fcinfo, 1) }, unsafe {
-        pg_getarg_type(fcinfo, 1)
-    }))
+/// 42501 unless the caller may SELECT the table now: the whole table, or
+/// its key and every bound column.
+fn check_select(b: &Binding) -> FsmResult<()> {
+    let user = current_user();
+    // SAFETY: ACL checks by oid and attribute number of a live relation.
+    let allowed = unsafe {
+        pg_sys::pg_class_aclcheck(b.relid, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+            || [b.key_attnum, b.attnum].iter().all(|&attnum| {
+                pg_sys::pg_attribute_aclcheck(
+                    b.relid,
+                    attnum,
+                    user,
+                    pg_sys::ACL_SELECT as pg_sys::AclMode,
+                ) == pg_sys::AclResult::ACLCHECK_OK
+            })
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(FsmError::new(
+        ErrorKind::InsufficientPrivilege,
+        format!("permission denied for table {}", b.table),
+    )
+    .hint("Reading fsm history needs SELECT on the table."))
 }
 
-/// Runs the plan `plan` gives (inside SPI, where it may be prepared) and
-/// hands every result row to the caller as the function's result set. The
-/// query's columns are the function's declared columns.
+/// Whether row level security filters what the current user sees of the table.
+fn row_security_applies(relid: pg_sys::Oid) -> bool {
+    // SAFETY: checks the current user's row security for a live relation.
+    let rls = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false) };
+    rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+}
+
+/// Whether the caller can see the row of `key` (its policies applied).
+fn key_visible(b: &Binding, key: Key) -> bool {
+    let plan = b.plans.get(Statement::KeyVisible, || {
+        (
+            format!(
+                "SELECT 1 FROM {} t WHERE t.{} {} $1",
+                b.table_sql,
+                ident(&b.key_column),
+                b.key.equality_sql
+            ),
+            vec![b.key.oid()],
+        )
+    });
+    plan.execute(&[Some(key.datum())], true) > 0
+}
+
+/// The keys of `keys` (an array of the key type) whose rows the caller can
+/// see, in the order given; `None` when there is none.
+fn visible_keys(b: &Binding, keys: pg_sys::Datum) -> Option<pg_sys::Datum> {
+    let plan = b.plans.get(Statement::KeysVisible, || {
+        (
+            format!(
+                "SELECT pg_catalog.array_agg(k.key ORDER BY k.ord) \
+                   FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, ord) \
+                  WHERE EXISTS (SELECT FROM {} t WHERE t.{} {} k.key)",
+                b.table_sql,
+                ident(&b.key_column),
+                b.key.equality_sql
+            ),
+            vec![b.key.storage.array_type],
+        )
+    });
+    plan.first_datum(&[Some(keys)])
+}
+
+/// The query of one call: its plan and arguments, or `None` for an empty
+/// result.
+type Query = Option<(Rc<KeptPlan>, Vec<Option<pg_sys::Datum>>)>;
+
+/// Runs the query `prepare` gives (inside SPI, as the caller, where the key
+/// conversion and row security checks run) as the history tables' owner,
+/// and hands every result row to the caller as the function's result set,
+/// after checking the rows have the declared result's column types.
+///
+/// # Safety
+/// `fcinfo` is the valid call information of a set-returning function.
 unsafe fn materialize(
     fcinfo: pg_sys::FunctionCallInfo,
-    plan: impl FnOnce() -> Rc<KeptPlan>,
-    args: &[Option<pg_sys::Datum>],
-) {
+    b: &Binding,
+    prepare: impl FnOnce(&Binding) -> FsmResult<Query>,
+) -> FsmResult<pg_sys::Datum> {
     // SAFETY: sets up rsinfo's tuplestore in the per-query context, with the
     // result descriptor resolved for this call (polymorphic types included).
-    unsafe { pg_sys::InitMaterializedSRF(fcinfo, 0) };
-    let rsinfo = unsafe { &*((*fcinfo).resultinfo as *const pg_sys::ReturnSetInfo) };
-    connected(|| {
-        let rows = plan().execute(args, true);
-        // SAFETY: SPI_tuptable holds `rows` tuples of the query's shape; the
-        // tuplestore copies each into its own memory.
+    let rsinfo = unsafe {
+        pg_sys::InitMaterializedSRF(fcinfo, 0);
+        &*((*fcinfo).resultinfo as *const pg_sys::ReturnSetInfo)
+    };
+    connected(|| -> FsmResult<()> {
+        let Some((plan, args)) = prepare(b)? else {
+            return Ok(());
+        };
+        let rows = as_user(b.history_owner, Restrict::Restricted, || {
+            plan.execute(&args, true)
+        });
+        if rows == 0 {
+            return Ok(());
+        }
+        // SAFETY: SPI_tuptable holds `rows` tuples of one descriptor;
+        // setDesc is the call's result descriptor; the tuplestore copies
+        // each tuple into its own memory once the shapes are checked equal.
         unsafe {
             let table = pg_sys::SPI_tuptable;
+            check_shape((*table).tupdesc, rsinfo.setDesc, b)?;
             for i in 0..rows as usize {
                 pg_sys::tuplestore_puttuple(rsinfo.setResult, *(*table).vals.add(i));
             }
         }
-    });
+        Ok(())
+    })?;
+    Ok(pg_sys::Datum::from(0))
+}
+
+/// 42804 unless `found` has exactly the column types of `expected`.
+///
+/// # Safety
+/// Both are valid tuple descriptors.
+unsafe fn check_shape(
+    found: pg_sys::TupleDesc,
+    expected: pg_sys::TupleDesc,
+    b: &Binding,
+) -> FsmResult<()> {
+    // SAFETY: per the contract; attrs has natts entries.
+    let (found, expected) = unsafe { (descriptor_types(found), descriptor_types(expected)) };
+    if found == expected {
+        return Ok(());
+    }
+    Err(FsmError::new(
+        ErrorKind::DatatypeMismatch,
+        format!(
+            "the history of {} does not have the columns fsm reads: a history table was altered",
+            b.table
+        ),
+    )
+    .detail(format!(
+        "Found column types {:?}, expected {:?} (type oids).",
+        found.iter().map(|t| u32::from(*t)).collect::<Vec<_>>(),
+        expected.iter().map(|t| u32::from(*t)).collect::<Vec<_>>()
+    ))
+    .hint("Restore the history table's column types, or detach and attach again."))
+}
+
+/// # Safety
+/// `desc` is a valid tuple descriptor.
+unsafe fn descriptor_types(desc: pg_sys::TupleDesc) -> Vec<pg_sys::Oid> {
+    // SAFETY: attrs holds natts attributes.
+    unsafe {
+        let natts = (*desc).natts as usize;
+        (*desc)
+            .attrs
+            .as_slice(natts)
+            .iter()
+            .map(|a| a.atttypid)
+            .collect()
+    }
 }

@@ -32,6 +32,8 @@ pub fn register() {
 
 /// The setting's value without copying it, or `None` when unset or empty.
 pub fn value(setting: &GucSetting<Option<CString>>) -> Option<&CStr> {
+    // SAFETY: the GUC's storage is a char* variable registered with
+    // PostgreSQL for the life of the backend.
     let ptr = unsafe { *setting.as_ptr() };
     if ptr.is_null() {
         return None;

@@ -14,6 +14,8 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
+use crate::error::{ErrorKind, FsmError, FsmResult};
+
 /// Runs `f` inside an SPI connection: allocations made in it (text datums,
 /// result tuples) are freed when it returns.
 pub fn connected<R>(f: impl FnOnce() -> R) -> R {
@@ -25,6 +27,7 @@ pub fn connected<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     let result = f();
+    // SAFETY: closes the connection opened above.
     unsafe {
         pg_sys::SPI_finish();
     }
@@ -91,30 +94,64 @@ impl KeptPlan {
     }
 
     /// Executes the plan and returns its first row, if any.
-    pub fn first_row(&self, args: &[Option<pg_sys::Datum>]) -> Option<FirstRow> {
+    pub fn first_row(&self, args: &[Option<pg_sys::Datum>]) -> Option<Row> {
         if self.execute(args, false) == 0 {
             return None;
         }
-        // SAFETY: at least one row is in SPI_tuptable after a successful execution.
-        unsafe {
-            let table = pg_sys::SPI_tuptable;
-            Some(FirstRow {
-                tuple: *(*table).vals,
-                desc: (*table).tupdesc,
-            })
-        }
+        result_rows().next()
+    }
+
+    /// Executes a read-only plan under a snapshot taken now, not the
+    /// transaction's: catalog facts must be current even in REPEATABLE
+    /// READ, where the transaction snapshot may predate an attach, a detach
+    /// or an ALTER TABLE. Returns the rows, valid until SPI ends.
+    pub fn read_latest(&self, args: &[Option<pg_sys::Datum>]) -> impl Iterator<Item = Row> {
+        // SAFETY: a read-only SPI execution uses the active snapshot; the
+        // one pushed here is popped right after (an ERROR in between pops
+        // it at (sub)transaction abort).
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+        self.execute(args, true);
+        // SAFETY: pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+        result_rows()
     }
 }
 
-/// The first row of a result, valid until the SPI connection that produced
-/// it ends.
-pub struct FirstRow {
+/// The rows of the last SPI execution, valid until the SPI connection ends.
+fn result_rows() -> impl Iterator<Item = Row> {
+    // SAFETY: SPI_tuptable is the result of the last execution in this SPI
+    // connection (or NULL); its `numvals` tuples share one descriptor.
+    let (table, count) = unsafe {
+        let table = pg_sys::SPI_tuptable;
+        let count = if table.is_null() {
+            0
+        } else {
+            (*table).numvals as usize
+        };
+        (table, count)
+    };
+    (0..count).map(move |i| {
+        // SAFETY: i < numvals of a non-NULL tuptable.
+        unsafe {
+            Row {
+                tuple: *(*table).vals.add(i),
+                desc: (*table).tupdesc,
+            }
+        }
+    })
+}
+
+/// One row of a result, valid until the SPI connection that produced it
+/// ends. Its typed getters check the column's type before reading it, so
+/// a datum is never read as a type it is not.
+pub struct Row {
     tuple: pg_sys::HeapTuple,
     desc: pg_sys::TupleDesc,
 }
 
-impl FirstRow {
-    /// Column `n` (from 1), or `None` for NULL.
+impl Row {
+    /// Column `n` (from 1), or `None` for NULL; the caller reads it as the
+    /// column's own type (see [`Row::type_of`]).
     pub fn get(&self, n: i32) -> Option<pg_sys::Datum> {
         let mut is_null = false;
         // SAFETY: tuple and descriptor come from SPI_tuptable; SPI_getbinval
@@ -123,11 +160,57 @@ impl FirstRow {
         (!is_null).then_some(datum)
     }
 
-    /// Column `n` of a text type as a Rust string.
-    pub fn text(&self, n: i32) -> Option<String> {
-        // SAFETY: the caller's query makes column n a text value.
-        self.get(n)
-            .and_then(|d| unsafe { <String as pgrx::FromDatum>::from_datum(d, false) })
+    /// The type of column `n` (InvalidOid when there is no such column).
+    pub fn type_of(&self, n: i32) -> pg_sys::Oid {
+        // SAFETY: SPI_gettypeid checks n against the descriptor.
+        unsafe { pg_sys::SPI_gettypeid(self.desc, n) }
+    }
+
+    /// Column `n` as `expected`; an error when the query produced another
+    /// type (a catalog or a history table changed under a kept plan).
+    pub fn typed(&self, n: i32, expected: pg_sys::Oid) -> FsmResult<Option<pg_sys::Datum>> {
+        let found = self.type_of(n);
+        if found != expected {
+            return Err(FsmError::new(
+                ErrorKind::DatatypeMismatch,
+                format!(
+                    "column {n} of an fsm query has type oid {}, not {}",
+                    u32::from(found),
+                    u32::from(expected)
+                ),
+            ));
+        }
+        Ok(self.get(n))
+    }
+
+    /// Column `n`, of type text, as a Rust string.
+    pub fn text(&self, n: i32) -> FsmResult<Option<String>> {
+        // SAFETY: typed() checked that the column is text.
+        Ok(self
+            .typed(n, pg_sys::TEXTOID)?
+            .map(|d| unsafe { crate::args::text_datum_to_string(d) }))
+    }
+
+    pub fn oid(&self, n: i32) -> FsmResult<Option<pg_sys::Oid>> {
+        Ok(self
+            .typed(n, pg_sys::OIDOID)?
+            .map(|d| pg_sys::Oid::from(d.value() as u32)))
+    }
+
+    pub fn int2(&self, n: i32) -> FsmResult<Option<i16>> {
+        Ok(self.typed(n, pg_sys::INT2OID)?.map(|d| d.value() as i16))
+    }
+
+    pub fn bool(&self, n: i32) -> FsmResult<Option<bool>> {
+        Ok(self.typed(n, pg_sys::BOOLOID)?.map(|d| d.value() != 0))
+    }
+
+    pub fn jsonb(&self, n: i32) -> FsmResult<Option<crate::json::Jsonb>> {
+        // SAFETY: typed() checked that the column is jsonb; the datum lives
+        // as long as the SPI result.
+        Ok(self
+            .typed(n, pg_sys::JSONBOID)?
+            .map(|d| unsafe { crate::json::Jsonb::from_datum(d) }))
     }
 }
 

@@ -14,6 +14,7 @@ mod tests {
         // resource owner, run in an internal subtransaction, roll it back.
         let (context, owner) =
             unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+        // SAFETY: see above.
         unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
         let caught = PgTryBuilder::new(|| {
             Spi::run(sql).expect("SPI");
@@ -27,6 +28,7 @@ mod tests {
             }
         })
         .execute();
+        // SAFETY: ends the subtransaction begun above and restores both.
         unsafe {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             pg_sys::MemoryContextSwitchTo(context);

@@ -115,15 +115,37 @@ unsafe fn uuid7(_fcinfo: pg_sys::FunctionCallInfo) -> crate::error::FsmResult<pg
     }
 }
 
+/// The largest Unix millisecond a UUIDv7 holds (48 bits).
+const MAX_UNIX_MS: i64 = (1 << 48) - 1;
+
+/// The Unix milliseconds of a timestamp, if a UUIDv7 can hold them: from
+/// the Unix epoch to the year 10889; not ±infinity.
+pub fn unix_ms_of(pg_micros: i64) -> Option<u64> {
+    let unix_ms = pg_micros
+        .checked_add(PG_EPOCH_OFFSET_MICROS)?
+        .div_euclid(1000);
+    (0..=MAX_UNIX_MS)
+        .contains(&unix_ms)
+        .then_some(unix_ms as u64)
+}
+
 /// The smallest UUIDv7 of the millisecond of `at`: ids made at or after
 /// `at` compare greater or equal, so `id >= fsm.uuid7(t)` is "since t".
+///
+/// # Errors
+/// 22008 for a moment a UUIDv7 cannot hold (before 1970, ±infinity).
 #[pg_extern(immutable, strict, parallel_safe, name = "uuid7")]
-fn uuid7_at(at: TimestampWithTimeZone) -> pgrx::Uuid {
+fn uuid7_at(at: TimestampWithTimeZone) -> crate::error::SqlResult<pgrx::Uuid> {
     let pg_micros: i64 = at.into();
-    let unix_ms = (pg_micros + PG_EPOCH_OFFSET_MICROS).div_euclid(1000).max(0) as u64;
+    let unix_ms = unix_ms_of(pg_micros).ok_or_else(|| {
+        crate::error::FsmError::new(
+            crate::error::ErrorKind::DatetimeOverflow,
+            format!("{at} is outside what a UUIDv7 can hold (1970-01-01 to 10889-08-02 UTC)"),
+        )
+    })?;
     let mut b = layout(unix_ms << 12, 0);
     b[8] = 0x80;
-    pgrx::Uuid::from_bytes(b)
+    Ok(pgrx::Uuid::from_bytes(b))
 }
 
 /// The millisecond recorded inside a UUIDv7.
@@ -162,6 +184,22 @@ mod unit_tests {
             assert!(id > previous, "{id:?} <= {previous:?}");
             previous = id;
         }
+    }
+
+    #[test]
+    fn only_moments_a_uuid7_holds_have_milliseconds() {
+        assert_eq!(unix_ms_of(-PG_EPOCH_OFFSET_MICROS), Some(0));
+        assert_eq!(unix_ms_of(-PG_EPOCH_OFFSET_MICROS - 1), None, "before 1970");
+        assert_eq!(unix_ms_of(i64::MAX), None, "infinity");
+        assert_eq!(unix_ms_of(i64::MIN), None, "-infinity");
+        assert_eq!(
+            unix_ms_of(MAX_UNIX_MS * 1000 - PG_EPOCH_OFFSET_MICROS),
+            Some(MAX_UNIX_MS as u64)
+        );
+        assert_eq!(
+            unix_ms_of((MAX_UNIX_MS + 1) * 1000 - PG_EPOCH_OFFSET_MICROS),
+            None
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ macro_rules! v1_function {
             fcinfo: pgrx::pg_sys::FunctionCallInfo,
         ) -> pgrx::pg_sys::Datum {
             pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || {
+                // SAFETY: PostgreSQL passes a valid fcinfo for this call.
                 unsafe { $body(fcinfo) }.unwrap_or_else(|e| e.raise())
             })
         }

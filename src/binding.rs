@@ -1,0 +1,331 @@
+//! A binding (a machine attached to one column of one table) as the hot
+//! path uses it, and how it is loaded: the `fsm.binding` row and its
+//! machine, read under a fresh snapshot, plus the table's current shape
+//! from the syscache. Everything the trigger and `fire` need per row is
+//! computed here once, so nothing is looked up by name per row.
+
+use std::cell::OnceCell;
+use std::ffi::CString;
+
+use pgrx::pg_sys;
+
+use crate::callable::{self, Callable, Purpose};
+use crate::error::{clip, ErrorKind, FsmError, FsmResult};
+use crate::key::KeyType;
+use crate::machine::{validate::compile, Definition, EventId, Machine, StateId};
+use crate::spi_plan::{connected, KeptPlan, PlanCache, Row};
+use crate::sql;
+
+/// What one event needs at run time beyond the pure model.
+pub struct EventRuntime {
+    pub guard: Option<Result<Callable, FsmError>>,
+    pub action: Option<Result<Callable, FsmError>>,
+}
+
+/// The statements run for a binding outside the trigger, each prepared once
+/// per backend (see `fire` and `read` for their SQL). The key is always
+/// passed as the table's key type (see `key`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Statement {
+    Fire(FireStatement),
+    /// `history`: which of since, until and limit the query filters on.
+    History {
+        since: bool,
+        until: bool,
+        limit: bool,
+    },
+    /// `current_states`, for keys passed as an array of `keys_type`. `$1`
+    /// the keys as the key type, `$2` as passed.
+    CurrentStates {
+        keys_type: pg_sys::Oid,
+    },
+    /// Whether the caller can see the row of a key (row level security).
+    KeyVisible,
+    /// Which of an array of keys the caller can see (row level security).
+    KeysVisible,
+}
+
+/// `fire`'s statements.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FireStatement {
+    /// Locks the row; returns state and key. `$1` key.
+    LockState,
+    /// The same, with the whole row for a guard or an action.
+    LockRow,
+    /// Moves the row. `$1` key, `$2` new state.
+    Update,
+    /// Moves the row by `event` to `to` if it is in a state the event
+    /// leads from. `$1` key, `$2` expected state or NULL, `$3` the
+    /// sources, `$4` the target.
+    Move { event: EventId, to: StateId },
+}
+
+/// A machine attached to one column of one table.
+pub struct Binding {
+    pub relid: pg_sys::Oid,
+    /// `regclass` output, for messages.
+    pub table: String,
+    pub column: String,
+    pub attnum: i16,
+    pub key_attnum: i16,
+    pub key: KeyType,
+    pub machine_name: String,
+    pub machine: Machine,
+    /// The history table, schema-qualified and quoted.
+    pub history_table: String,
+    /// Who owns the history table: its rows are written and read as that
+    /// role, so callers need no grant on it.
+    pub history_owner: pg_sys::Oid,
+    pub protect: bool,
+    /// Schema-qualified and quoted, for SQL: the cache outlives any
+    /// `search_path` the session sets.
+    pub table_sql: String,
+    pub key_column: String,
+    pub notify: Option<String>,
+    pub events: Vec<EventRuntime>,
+    /// Plans of `Statement`s.
+    pub plans: PlanCache<Statement>,
+    pub insert_history: OnceCell<KeptPlan>,
+    /// The same for many rows at once, from arrays (see `pending`).
+    pub insert_history_rows: OnceCell<KeptPlan>,
+    pub notify_plan: OnceCell<KeptPlan>,
+    /// Whether the row trigger may hold history rows back (`pending`): the
+    /// AFTER UPDATE statement trigger is there and enabled, and no NOTIFY
+    /// needs the row's id at once.
+    pub batches_updates: bool,
+}
+
+impl Binding {
+    pub fn runtime(&self, event: EventId) -> &EventRuntime {
+        &self.events[event as usize]
+    }
+
+    /// A key of the table's key type as text, cut for messages.
+    pub fn key_text(&self, key: pg_sys::Datum) -> String {
+        clip(&self.key.text(key)).into_owned()
+    }
+}
+
+/// Trigger names derived from the column (PostgreSQL names hold 63 bytes).
+/// The triggers `attach` creates for a column: BEFORE INSERT and BEFORE
+/// UPDATE row triggers, and the AFTER UPDATE statement trigger that
+/// appends the history rows the UPDATE held back (see `pending`).
+pub struct TriggerNames {
+    pub insert: String,
+    pub update: String,
+    pub flush: String,
+}
+
+pub fn trigger_names(column: &str) -> TriggerNames {
+    let c = prefix(column, 40);
+    TriggerNames {
+        insert: format!("zz_fsm_{c}_insert"),
+        update: format!("zz_fsm_{c}_update"),
+        flush: format!("zz_fsm_{c}_flush"),
+    }
+}
+
+/// The first `max` bytes of `s`, cut at a character boundary.
+pub fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// One row of the loader's query. Every column but `notify` is NOT NULL in
+/// the catalog or comes from a join that must match: a NULL is an error
+/// that names what went missing, never a default.
+struct StoredBinding {
+    column: String,
+    machine_name: String,
+    definition: serde_json::Value,
+    history: Option<(String, pg_sys::Oid)>,
+    protect: bool,
+    notify: Option<String>,
+    table: String,
+    key_attnum: Option<i16>,
+    enabled_triggers: Vec<String>,
+}
+
+const LOAD_BINDINGS: &str = "
+SELECT b.col::pg_catalog.text, b.machine, m.definition, hn.nspname::pg_catalog.text,
+       hc.relname::pg_catalog.text, hc.relowner, b.protect, b.notify, b.tbl::pg_catalog.text,
+       (SELECT i.indkey[0] FROM pg_catalog.pg_index i
+         WHERE i.indrelid OPERATOR(pg_catalog.=) b.tbl::pg_catalog.oid AND i.indisprimary
+           AND i.indnkeyatts OPERATOR(pg_catalog.=) 1),
+       pg_catalog.array_to_string(ARRAY(
+         SELECT t.tgname::pg_catalog.text FROM pg_catalog.pg_trigger t
+          WHERE t.tgrelid OPERATOR(pg_catalog.=) b.tbl::pg_catalog.oid
+            AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'::pg_catalog.\"char\"), E'\\n')
+  FROM fsm.binding b
+  JOIN fsm.machine m ON m.name OPERATOR(pg_catalog.=) b.machine
+  LEFT JOIN pg_catalog.pg_class hc ON hc.oid OPERATOR(pg_catalog.=) b.history::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace hn ON hn.oid OPERATOR(pg_catalog.=) hc.relnamespace
+ WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1";
+
+impl StoredBinding {
+    fn read(row: &Row) -> FsmResult<StoredBinding> {
+        let missing = |what: &str| {
+            FsmError::new(
+                ErrorKind::InvalidTableDefinition,
+                format!("fsm.binding holds an unexpected NULL {what}"),
+            )
+        };
+        let definition = row.jsonb(3)?.ok_or_else(|| missing("definition"))?;
+        let history = match (row.text(4)?, row.text(5)?, row.oid(6)?) {
+            (Some(schema), Some(name), Some(owner)) => Some((
+                format!("{}.{}", sql::ident(&schema), sql::ident(&name)),
+                owner,
+            )),
+            _ => None,
+        };
+        Ok(StoredBinding {
+            column: row.text(1)?.ok_or_else(|| missing("column"))?,
+            machine_name: row.text(2)?.ok_or_else(|| missing("machine"))?,
+            definition: definition.to_value("stored definition")?,
+            history,
+            protect: row.bool(7)?.ok_or_else(|| missing("protect"))?,
+            notify: row.text(8)?,
+            table: row.text(9)?.ok_or_else(|| missing("table"))?,
+            key_attnum: row.int2(10)?,
+            enabled_triggers: row
+                .text(11)?
+                .map(|s| s.lines().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// The bindings of `relid`, in column order, read as they are now.
+pub fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
+    let stored = connected(|| -> FsmResult<Vec<StoredBinding>> {
+        let plan = KeptPlan::prepare(LOAD_BINDINGS, &[pg_sys::OIDOID]);
+        plan.read_latest(&[Some(pg_sys::Datum::from(relid))])
+            .map(|row| StoredBinding::read(&row))
+            .collect()
+    })?;
+    let mut bindings = stored
+        .into_iter()
+        .map(|s| build(relid, s))
+        .collect::<FsmResult<Vec<_>>>()?;
+    bindings.sort_by_key(|b| b.attnum);
+    Ok(bindings)
+}
+
+/// Checks a stored binding against the table as it is now and compiles it.
+fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
+    let broken = |why: String| {
+        FsmError::new(
+            ErrorKind::InvalidTableDefinition,
+            format!(
+                "the fsm binding of {}.{} is broken: {why}",
+                s.table,
+                clip(&s.column)
+            ),
+        )
+        .hint("Detach it with fsm.detach(), fix the table, and attach again.")
+    };
+    let column_name =
+        CString::new(s.column.as_str()).map_err(|_| broken("bad column name".into()))?;
+    // SAFETY: a syscache lookup by relation oid and NUL-terminated name.
+    let attnum = unsafe { pg_sys::get_attnum(relid, column_name.as_ptr()) };
+    if attnum <= 0 {
+        return Err(broken(format!(
+            "column \"{}\" no longer exists",
+            clip(&s.column)
+        )));
+    }
+    let column_type = attribute_type(relid, attnum).0;
+    if column_type != pg_sys::TEXTOID && column_type != pg_sys::VARCHAROID {
+        // The trigger reads the column as text: any other type must never
+        // reach it.
+        return Err(broken(format!(
+            "column \"{}\" is now of type {}, not text or varchar",
+            clip(&s.column),
+            sql::qualified_type(column_type, -1)
+        )));
+    }
+    let key_attnum = s
+        .key_attnum
+        .filter(|&k| k > 0)
+        .ok_or_else(|| broken("the table no longer has a single-column primary key".into()))?;
+    let (key_type, key_typmod, key_collation) = attribute_type(relid, key_attnum);
+    // SAFETY: syscache lookup of an existing attribute's name.
+    let key_column = unsafe {
+        let name = pg_sys::get_attname(relid, key_attnum, false);
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (history_table, history_owner) = s
+        .history
+        .ok_or_else(|| broken("its history table no longer exists".into()))?;
+
+    let definition =
+        Definition::from_json(&s.definition).map_err(|e| stored_invalid(&s.machine_name, &e.0))?;
+    let machine = compile(&definition)
+        .map_err(|e| stored_invalid(&s.machine_name, &e.0))?
+        .machine;
+    let events = machine
+        .events
+        .iter()
+        .map(|e| EventRuntime {
+            guard: e
+                .guard
+                .as_deref()
+                .map(|g| callable::resolve(g, relid, Purpose::Guard, &e.name, &s.table)),
+            action: e
+                .action
+                .as_deref()
+                .map(|a| callable::resolve(a, relid, Purpose::Action, &e.name, &s.table)),
+        })
+        .collect();
+    // A NOTIFY carries the history id at once: no holding back.
+    let batches_updates =
+        s.notify.is_none() && s.enabled_triggers.contains(&trigger_names(&s.column).flush);
+    Ok(Binding {
+        relid,
+        table_sql: sql::qualified_relation(relid)?,
+        table: s.table,
+        column: s.column,
+        attnum,
+        key_attnum,
+        key: KeyType::of(key_type, key_typmod, key_collation)?,
+        machine_name: s.machine_name,
+        machine,
+        history_table,
+        history_owner,
+        protect: s.protect,
+        key_column,
+        notify: s.notify,
+        events,
+        plans: PlanCache::default(),
+        insert_history: OnceCell::new(),
+        insert_history_rows: OnceCell::new(),
+        notify_plan: OnceCell::new(),
+        batches_updates,
+    })
+}
+
+fn stored_invalid(machine: &str, why: &str) -> FsmError {
+    FsmError::new(
+        ErrorKind::InvalidDefinition,
+        format!(
+            "stored definition of machine \"{}\" does not compile: {why}",
+            clip(machine)
+        ),
+    )
+}
+
+/// Type, modifier and collation of a live column, from the syscache.
+fn attribute_type(relid: pg_sys::Oid, attnum: i16) -> (pg_sys::Oid, i32, pg_sys::Oid) {
+    let (mut type_oid, mut typmod, mut collation) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+    // SAFETY: a syscache lookup of an attribute that get_attnum just found
+    // (or the primary key's, from pg_index); raises a clean error if gone.
+    unsafe {
+        pg_sys::get_atttypetypmodcoll(relid, attnum, &mut type_oid, &mut typmod, &mut collation)
+    };
+    (type_oid, typmod, collation)
+}

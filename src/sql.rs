@@ -1,0 +1,182 @@
+//! What every piece of SQL the extension builds or runs relies on: names
+//! quoted and schema-qualified from the catalog, and the identity a
+//! statement runs as.
+//!
+//! Nothing here resolves a name through the caller's `search_path`: a role
+//! that can create objects in `public` or `pg_temp` must never have them
+//! picked up by the extension's own SQL (CVE-2018-1058). Values are never
+//! pasted into SQL: they are bound parameters.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+
+use crate::error::{ErrorKind, FsmError, FsmResult};
+
+/// An identifier double-quoted, doubling the quote inside, as PostgreSQL's
+/// `quote_ident` does when quoting is needed.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `"schema"."relation"` of a relation, read from the syscache.
+pub fn qualified_relation(relid: pg_sys::Oid) -> FsmResult<String> {
+    // SAFETY: syscache lookups by oid; both return NULL when missing.
+    let (schema, name) = unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        (schema, name)
+    };
+    if schema.is_null() || name.is_null() {
+        return Err(FsmError::new(
+            ErrorKind::UndefinedTable,
+            format!("relation with oid {} does not exist", u32::from(relid)),
+        ));
+    }
+    // SAFETY: both are NUL-terminated strings just returned by the syscache.
+    let (schema, name) = unsafe { (CStr::from_ptr(schema), CStr::from_ptr(name)) };
+    Ok(format!(
+        "{}.{}",
+        ident(&schema.to_string_lossy()),
+        ident(&name.to_string_lossy())
+    ))
+}
+
+/// A type's name, always schema-qualified, with its modifier (`-1` for
+/// none): safe to paste after `::` whatever the `search_path`.
+pub fn qualified_type(type_oid: pg_sys::Oid, typmod: i32) -> String {
+    // SAFETY: format_type_extended returns a palloc'd NUL-terminated string
+    // (`???` for a type that does not exist, which then fails to parse).
+    unsafe {
+        let text = pg_sys::format_type_extended(
+            type_oid,
+            typmod,
+            (pg_sys::FORMAT_TYPE_FORCE_QUALIFY | pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN) as u16,
+        );
+        CStr::from_ptr(text).to_string_lossy().into_owned()
+    }
+}
+
+/// The current user.
+pub fn current_user() -> pg_sys::Oid {
+    // SAFETY: reads the backend's current identity.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// Whether the current user has the rights of `owner` (is it, a member
+/// of it, or a superuser), as PostgreSQL's own ownership checks say.
+pub fn acts_as(owner: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookups of roles by oid.
+    unsafe { pg_sys::has_privs_of_role(current_user(), owner) }
+}
+
+/// A role's name, for messages.
+pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: with noerr, returns NULL for a missing role.
+    let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
+    if name.is_null() {
+        return format!("role with oid {}", u32::from(role));
+    }
+    // SAFETY: a NUL-terminated palloc'd name.
+    unsafe { CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// How a statement run as another role is restricted.
+#[derive(Clone, Copy)]
+pub enum Restrict {
+    /// `SECURITY_RESTRICTED_OPERATION`: no SET ROLE, no temporary objects,
+    /// as for PostgreSQL's own maintenance commands. For DML.
+    Restricted,
+    /// Only the user id changes: DDL (attach, detach) needs more than a
+    /// restricted operation allows.
+    UserOnly,
+}
+
+/// Runs `f` as `user`, restoring the caller's identity afterwards. On an
+/// ERROR, PostgreSQL's (sub)transaction abort restores it.
+pub fn as_user<R>(user: pg_sys::Oid, restrict: Restrict, f: impl FnOnce() -> R) -> R {
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0;
+    let extra = match restrict {
+        Restrict::Restricted => {
+            pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION
+        }
+        Restrict::UserOnly => pg_sys::SECURITY_LOCAL_USERID_CHANGE,
+    } as i32;
+    // SAFETY: plain reads and writes of the backend's current identity.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(user, saved_context | extra);
+    }
+    let result = f();
+    // SAFETY: restores exactly what was read above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}
+
+/// The role that owns the extension (the superuser who created it): the
+/// extension's catalog and DDL are written as that role, after the
+/// caller's own rights were checked.
+pub fn extension_owner() -> FsmResult<pg_sys::Oid> {
+    let owner = pgrx::Spi::get_one::<pg_sys::Oid>(
+        "SELECT e.extowner FROM pg_catalog.pg_extension e \
+          WHERE e.extname OPERATOR(pg_catalog.=) 'fsm'::pg_catalog.name",
+    )?;
+    owner.ok_or_else(|| {
+        FsmError::new(
+            ErrorKind::UndefinedObject,
+            "extension \"fsm\" is not installed",
+        )
+    })
+}
+
+/// Runs `f` in a subtransaction; `None` when it raised an ERROR (which is
+/// then rolled back, so the transaction goes on cleanly). For checks whose
+/// failure we report in our own words, such as an interval PostgreSQL
+/// cannot parse.
+pub fn attempt<R>(f: impl FnOnce() -> R) -> Option<R> {
+    // SAFETY: the classic PL pattern: remember the memory context and
+    // resource owner, run in an internal subtransaction, then commit it, or
+    // roll it back when an ERROR was caught, and restore both.
+    let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    // SAFETY: see above.
+    unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
+    let f = std::panic::AssertUnwindSafe(f);
+    let result = pgrx::PgTryBuilder::new(move || {
+        let f = f;
+        Some((f.0)())
+    })
+    .catch_others(|_| None)
+    .execute();
+    // SAFETY: ends the subtransaction begun above, whichever way f went.
+    unsafe {
+        if result.is_some() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    }
+    result
+}
+
+/// A string as an SQL literal, quoted by PostgreSQL's own `quote_literal`
+/// (which writes an `E''` literal where backslashes need it, so the result
+/// is right whatever `standard_conforming_strings` says). Only for DDL,
+/// where values cannot be bound parameters.
+pub fn literal(s: &str) -> FsmResult<String> {
+    pgrx::Spi::get_one_with_args::<String>("SELECT pg_catalog.quote_literal($1)", &[s.into()])?
+        .ok_or_else(|| FsmError::new(ErrorKind::InvalidParameter, "quote_literal returned NULL"))
+}
+
+#[cfg(test)]
+mod unit_tests {
+    #[test]
+    fn identifiers_double_their_quotes() {
+        assert_eq!(super::ident(r#"a"b"#), r#""a""b""#);
+        assert_eq!(super::ident("x; DROP TABLE y"), r#""x; DROP TABLE y""#);
+    }
+}

@@ -1,0 +1,276 @@
+//! The rules of one move, shared by the trigger and `fire`: who the move is
+//! about (for messages), roles, payload schema and guard, the action, the
+//! event a plain UPDATE performs, and what `fire` tells the trigger about
+//! the UPDATE it runs.
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+
+use crate::binding::Binding;
+use crate::error::{allowed_hint, clip, ErrorKind, FsmError, FsmResult};
+use crate::json::Jsonb;
+use crate::key::Key;
+use crate::machine::{EventId, StateId};
+use crate::settings;
+use crate::spi_plan::{connected, KeptPlan};
+
+/// The entity a check is about, for messages that name table, key and state.
+pub struct Subject<'a> {
+    pub binding: &'a Binding,
+    pub key: Key,
+    pub state: &'a str,
+}
+
+impl Subject<'_> {
+    /// "(table orders, key 42, state "paid")": appended to every refusal.
+    pub fn at(&self) -> String {
+        format!(
+            "(table {}, key {}, state \"{}\")",
+            self.binding.table,
+            self.binding.key_text(self.key.datum()),
+            clip(self.state)
+        )
+    }
+
+    pub fn refuse(&self, kind: ErrorKind, what: String) -> FsmError {
+        let from = self.binding.machine.state_id(self.state);
+        let allowed = from
+            .map(|s| self.binding.machine.events_from(s))
+            .unwrap_or_default();
+        FsmError::new(kind, format!("{what} {}", self.at()))
+            .hint(allowed_hint(&clip(self.state), &allowed))
+    }
+}
+
+/// Roles, payload schema and guard of `event`, in that order. `row` gives
+/// the composite row datum for the guard; it is only called when there is
+/// a guard.
+pub fn check_requirements(
+    subject: &Subject,
+    event: EventId,
+    payload: Option<Jsonb>,
+    row: impl FnOnce() -> pg_sys::Datum,
+) -> FsmResult<()> {
+    let b = subject.binding;
+    let e = b.machine.event(event);
+    if !e.roles.is_empty() && !e.roles.iter().any(|r| current_user_is_member(r)) {
+        return Err(subject.refuse(
+            ErrorKind::InsufficientPrivilege,
+            format!(
+                "event \"{}\" needs membership in one of: {}",
+                e.name,
+                e.roles.join(", ")
+            ),
+        ));
+    }
+    if let Some(schema) = &e.payload {
+        let value = payload.map(|p| p.to_value("payload")).transpose()?;
+        if let Err(why) = schema.check(value.as_ref()) {
+            return Err(subject.refuse(
+                ErrorKind::InvalidParameter,
+                format!(
+                    "payload of event \"{}\" does not match its schema: {}",
+                    e.name,
+                    clip(&why)
+                ),
+            ));
+        }
+    }
+    if let Some(guard) = &b.runtime(event).guard {
+        let guard = guard.as_ref().map_err(Clone::clone)?;
+        let row = row();
+        let passed = connected(|| {
+            let plan = guard.plan.get_or_init(|| {
+                KeptPlan::prepare(
+                    &format!("SELECT {}($1, $2)", guard.sql_name),
+                    &[row_type(b), pg_sys::JSONBOID],
+                )
+            });
+            let result = plan.first_row(&[Some(row), payload.map(Jsonb::datum)])?;
+            // The function was checked to return boolean when the binding
+            // loaded; a replaced function is checked again here.
+            result.bool(1).ok().flatten()
+        });
+        if passed != Some(true) {
+            return Err(subject.refuse(
+                ErrorKind::CheckViolation,
+                format!("guard {} refused event \"{}\"", guard.sql_name, e.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The table's row type, from the syscache.
+fn row_type(b: &Binding) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup of the bound table.
+    unsafe { pg_sys::get_rel_type_id(b.relid) }
+}
+
+fn current_user_is_member(role: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(role) else {
+        return false;
+    };
+    // SAFETY: syscache lookups by a NUL-terminated name and by oid.
+    unsafe {
+        let role = pg_sys::get_role_oid(name.as_ptr(), true);
+        role != pg_sys::InvalidOid && pg_sys::is_member_of_role(pg_sys::GetUserId(), role)
+    }
+}
+
+/// Calls the event's action, if it has one, with the new row and the
+/// payload. Its ERROR fails the statement: nothing of the change remains.
+pub fn run_action(
+    b: &Binding,
+    event: EventId,
+    payload: Option<Jsonb>,
+    row: impl FnOnce() -> pg_sys::Datum,
+) -> FsmResult<()> {
+    let Some(action) = &b.runtime(event).action else {
+        return Ok(());
+    };
+    let action = action.as_ref().map_err(Clone::clone)?;
+    let row = row();
+    connected(|| {
+        let plan = action.plan.get_or_init(|| {
+            KeptPlan::prepare(
+                &format!("SELECT {}($1, $2)", action.sql_name),
+                &[row_type(b), pg_sys::JSONBOID],
+            )
+        });
+        plan.execute(&[Some(row), payload.map(Jsonb::datum)], false);
+    });
+    Ok(())
+}
+
+/// The event a plain UPDATE performs: the one declared from `from` to
+/// `to`, or, where several are, the one `fsm.event` names.
+pub fn event_of_update(subject: &Subject, from: StateId, to: StateId) -> FsmResult<EventId> {
+    let machine = &subject.binding.machine;
+    let to_name = &machine.state(to).name;
+    match machine.events_between(from, to) {
+        [] => Err(subject.refuse(
+            ErrorKind::NotAllowed,
+            format!("no event leads to \"{to_name}\""),
+        )),
+        [one] => Ok(*one),
+        several => {
+            let names: Vec<&str> = several
+                .iter()
+                .map(|&e| machine.event(e).name.as_str())
+                .collect();
+            several
+                .iter()
+                .copied()
+                .find(|&e| settings::equals(&settings::EVENT, &machine.event(e).name))
+                .ok_or_else(|| {
+                    FsmError::new(
+                        ErrorKind::NotAllowed,
+                        format!(
+                            "several events lead to \"{to_name}\": {} {}",
+                            names.join(", "),
+                            subject.at()
+                        ),
+                    )
+                    .hint(format!(
+                        "SET LOCAL fsm.event to one of: {}.",
+                        names.join(", ")
+                    ))
+                })
+        }
+    }
+}
+
+/// What `fsm.fire` tells the trigger about the UPDATE it is about to run:
+/// the row it is for (table, column, key), the event it already checked,
+/// and the payload to record. `from` is `None` when fire's UPDATE itself
+/// only matches rows in a state the event leads from (see `fire`).
+#[derive(Clone, Copy)]
+pub struct FireContext {
+    pub relid: pg_sys::Oid,
+    pub attnum: i16,
+    pub key: Key,
+    pub from: Option<StateId>,
+    pub to: StateId,
+    pub event: EventId,
+    pub payload: Option<Jsonb>,
+}
+
+/// One context per `fire` in progress, innermost last. A nested UPDATE
+/// (a guard, a cast, a cascading trigger) never sees an outer fire's
+/// context as its own: only the innermost is looked at, and only for the
+/// very row it names, once.
+struct Entry {
+    context: FireContext,
+    used: bool,
+}
+
+thread_local! {
+    static FIRES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Holds a fire context for the duration of one UPDATE; removes it (and
+/// anything an ERROR left above it) on drop, so an unwinding ERROR cannot
+/// leave it behind, and an outer fire's context is restored.
+pub struct FireScope {
+    depth: usize,
+}
+
+impl FireScope {
+    pub fn enter(context: FireContext) -> FireScope {
+        let depth = FIRES.with(|f| {
+            let mut f = f.borrow_mut();
+            f.push(Entry {
+                context,
+                used: false,
+            });
+            f.len()
+        });
+        FireScope { depth }
+    }
+}
+
+impl Drop for FireScope {
+    fn drop(&mut self) {
+        let _ = FIRES.try_with(|f| {
+            if let Ok(mut f) = f.try_borrow_mut() {
+                f.truncate(self.depth - 1);
+            }
+        });
+    }
+}
+
+/// The innermost fire's event and payload, if that fire is about exactly
+/// this row and this move and has not been used yet.
+pub fn take_fire_context(
+    b: &Binding,
+    key: Key,
+    from: StateId,
+    to: StateId,
+) -> Option<(EventId, Option<Jsonb>)> {
+    let (context, depth) = FIRES.with(|f| {
+        let f = f.borrow();
+        f.last().filter(|e| !e.used).map(|e| (e.context, f.len()))
+    })?;
+    let moves = context.to == to
+        && context.from.map_or_else(
+            || b.machine.targets(from, context.event).contains(&to),
+            |f| f == from,
+        );
+    // The key comparison runs outside the borrow: a key type's equality
+    // may be user code.
+    if context.relid != b.relid
+        || context.attnum != b.attnum
+        || !moves
+        || !b.key.equal(context.key, key)
+    {
+        return None;
+    }
+    FIRES.with(|f| {
+        if let Some(entry) = f.borrow_mut().get_mut(depth - 1) {
+            entry.used = true;
+        }
+    });
+    Some((context.event, context.payload))
+}
