@@ -21,7 +21,7 @@ use crate::cache;
 use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
 use crate::machine::validate::compile_json;
 use crate::machines::{check_functions, check_rows_fit, stored_definition, unknown_machine};
-use crate::sql::{self, as_user, ident, literal, Restrict};
+use crate::sql::{self, ident, literal};
 
 struct Target {
     oid: pg_sys::Oid,
@@ -265,30 +265,26 @@ fn attach_column(
         owner = ident(&sql::role_name(t.owner)),
     );
     let extension_owner = sql::extension_owner()?;
-    let history_oid = as_user(
-        extension_owner,
-        Restrict::UserOnly,
-        || -> FsmResult<pg_sys::Oid> {
-            Spi::run(&ddl)?;
-            let history_oid = Spi::get_one_with_args::<pg_sys::Oid>(
-                "SELECT c.oid FROM pg_catalog.pg_class c
+    let history_oid = sql::ddl_as(extension_owner, || -> FsmResult<pg_sys::Oid> {
+        Spi::run(&ddl)?;
+        let history_oid = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT c.oid FROM pg_catalog.pg_class c
               WHERE c.relnamespace OPERATOR(pg_catalog.=) $1
                 AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
-                &[namespace_of(t.oid).into(), history_name.as_str().into()],
-            )?
-            .ok_or_else(|| {
-                FsmError::new(
-                    ErrorKind::UndefinedTable,
-                    "the history table just created is missing",
-                )
-            })?;
-            Spi::run_with_args(
+            &[namespace_of(t.oid).into(), history_name.as_str().into()],
+        )?
+        .ok_or_else(|| {
+            FsmError::new(
+                ErrorKind::UndefinedTable,
+                "the history table just created is missing",
+            )
+        })?;
+        Spi::run_with_args(
             "INSERT INTO fsm.binding (tbl, col, machine, history, protect, notify) VALUES ($1, $2, $3, $4, $5, $6)",
             &[tbl.into(), col.into(), machine.into(), history_oid.into(), protect.into(), notify.into()],
         )?;
-            Ok(history_oid)
-        },
-    )?;
+        Ok(history_oid)
+    })?;
     cache::invalidate(tbl);
     Ok(history_oid)
 }
@@ -318,7 +314,7 @@ fn detach(
     let drop_history = required(drop_history, "drop_history")?;
     let t = owned_target(tbl)?;
     let extension_owner = sql::extension_owner()?;
-    as_user(extension_owner, Restrict::UserOnly, || -> FsmResult<()> {
+    sql::ddl_as(extension_owner, || -> FsmResult<()> {
         let history = Spi::get_one_with_args::<pg_sys::Oid>(
             "DELETE FROM fsm.binding b WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1
                 AND b.col OPERATOR(pg_catalog.=) $2::pg_catalog.name

@@ -35,13 +35,15 @@ pub enum Statement {
         limit: bool,
     },
     /// `current_states`, for keys passed as an array of `keys_type`. `$1`
-    /// the keys as the key type, `$2` as passed.
+    /// the keys as the key type, `$2` as passed, `$3` the positions to
+    /// keep (NULL: all).
     CurrentStates {
         keys_type: pg_sys::Oid,
     },
     /// Whether the caller can see the row of a key (row level security).
     KeyVisible,
-    /// Which of an array of keys the caller can see (row level security).
+    /// The positions of the keys of an array whose rows the caller can
+    /// see (row level security).
     KeysVisible,
 }
 

@@ -163,10 +163,16 @@ pub const CLIP_BYTES: usize = 64;
 /// the full length when cut: a message must stay readable whatever a caller
 /// or a table row holds (a 3 MB key must not come back in an error).
 pub fn clip(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.len() <= CLIP_BYTES {
+    clip_to(s, CLIP_BYTES)
+}
+
+/// `s` cut to `max` bytes, as [`clip`] does: for our own sentences that
+/// quote a value (a schema's complaint), which need more room.
+pub fn clip_to(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
         return std::borrow::Cow::Borrowed(s);
     }
-    let mut end = CLIP_BYTES;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

@@ -7,7 +7,7 @@
 //! event it is seeing (see `transition::FireContext`) and records it with
 //! the payload instead of checking it a second time.
 //!
-//! A raw V1 function (declared in `sql/fire.sql`): every argument is read
+//! A raw V1 function (declared in `sql/functions.sql`): every argument is read
 //! through `args::Args`, so a NULL or a wrong type is a clean error.
 
 use std::rc::Rc;

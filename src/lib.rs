@@ -40,9 +40,7 @@ mod uuid7;
 mod tests;
 
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
-pgrx::extension_sql_file!("../sql/read.sql", name = "read", finalize);
-pgrx::extension_sql_file!("../sql/fire.sql", name = "fire", finalize);
-pgrx::extension_sql_file!("../sql/machines.sql", name = "machines", finalize);
+pgrx::extension_sql_file!("../sql/functions.sql", name = "functions", finalize);
 
 /// Runs once per backend when the library loads.
 #[pgrx::pg_guard]

@@ -76,7 +76,7 @@ v1_function!(
 
 /// `fsm.create_machine(name, definition, replace)`: stores a machine and
 /// returns its version (1 for a new machine). Raw V1 (declared in
-/// `sql/machines.sql`) so the definition arrives as the caller's jsonb.
+/// `sql/functions.sql`) so the definition arrives as the caller's jsonb.
 ///
 /// # Errors
 /// 22004 a NULL argument; 42501 without CREATE on the database, or when
@@ -142,8 +142,9 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
     }
     let version = current.map_or(1, |v| v + 1);
     let definition = Jsonb::from_value(&def.to_json())?;
+    let creator = sql::current_user();
     as_user(owner, Restrict::Restricted, || {
-        write(name, version, definition, &compiled)
+        write(name, version, definition, creator, &compiled)
     })?;
     for (table, _) in &bound {
         check_functions(*table, &compiled)?;
@@ -189,8 +190,15 @@ fn check_owner(name: &str, owner: pg_sys::Oid) -> FsmResult<()> {
     ))
 }
 
-/// Writes the machine's row, states and transitions (as the extension owner).
-fn write(name: &str, version: i32, definition: Jsonb, compiled: &Compiled) -> FsmResult<()> {
+/// Writes the machine's row, states and transitions (as the extension
+/// owner); a new machine is owned by `creator`.
+fn write(
+    name: &str,
+    version: i32,
+    definition: Jsonb,
+    creator: pg_sys::Oid,
+    compiled: &Compiled,
+) -> FsmResult<()> {
     let m = &compiled.machine;
     let states: Vec<&str> = m.states.iter().map(|s| s.name.as_str()).collect();
     let initial: Vec<bool> = m.states.iter().map(|s| s.initial).collect();
@@ -213,7 +221,7 @@ fn write(name: &str, version: i32, definition: Jsonb, compiled: &Compiled) -> Fs
              ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, definition = EXCLUDED.definition,
                                               updated_at = pg_catalog.now()",
             None,
-            &[name.into(), version.into(), definition, sql::current_user().into()],
+            &[name.into(), version.into(), definition, creator.into()],
         )?;
         client.update(
             "DELETE FROM fsm.machine_state s WHERE s.machine OPERATOR(pg_catalog.=) $1",
@@ -228,16 +236,17 @@ fn write(name: &str, version: i32, definition: Jsonb, compiled: &Compiled) -> Fs
         client.update(
             "INSERT INTO fsm.machine_state (machine, position, state, initial, final, meta)
              SELECT $1, s.ord, s.state, s.initial, s.final, s.meta
-               FROM pg_catalog.unnest($2::pg_catalog.text[], $3::pg_catalog.bool[], $4::pg_catalog.bool[],
-                                      $5::pg_catalog.jsonb[]) WITH ORDINALITY AS s(state, initial, final, meta, ord)",
+               FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.bool[]),
+                               pg_catalog.unnest($4::pg_catalog.bool[]), pg_catalog.unnest($5::pg_catalog.jsonb[]))
+                    WITH ORDINALITY AS s(state, initial, final, meta, ord)",
             None,
             &[name.into(), states.into(), initial.into(), finals.into(), metas.into()],
         )?;
         client.update(
             "INSERT INTO fsm.machine_transition (machine, event, from_state, to_state)
              SELECT $1, t.event, t.from_state, t.to_state
-               FROM pg_catalog.unnest($2::pg_catalog.text[], $3::pg_catalog.text[], $4::pg_catalog.text[])
-                    AS t(event, from_state, to_state)",
+               FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[]),
+                               pg_catalog.unnest($4::pg_catalog.text[])) AS t(event, from_state, to_state)",
             None,
             &[name.into(), events.into(), froms.into(), tos.into()],
         )?;
@@ -313,7 +322,7 @@ pub fn check_rows_fit(
         .map(|s| s.name.as_str())
         .collect();
     let query = format!(
-        "SELECT pg_catalog.coalesce(t.{col}::pg_catalog.text, 'NULL'), pg_catalog.count(*) FROM {tbl} t \
+        "SELECT COALESCE(t.{col}::pg_catalog.text, 'NULL'), pg_catalog.count(*) FROM {tbl} t \
           WHERE t.{col} IS NULL OR t.{col}::pg_catalog.text OPERATOR(pg_catalog.<>) ALL ($1) \
           GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
         col = sql::ident(column),

@@ -10,7 +10,7 @@
 //! the result tuples into the caller's tuplestore after checking that
 //! their shape is the function's declared result (a history table altered
 //! by its owner must give a clean error, never be read as another type).
-//! They are declared in `sql/read.sql`.
+//! They are declared in `sql/functions.sql`.
 
 use std::rc::Rc;
 
@@ -121,31 +121,34 @@ unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::
     let rls = row_security_applies(relid);
     let prepare = |b: &Binding| -> FsmResult<Query> {
         let converted = b.key.convert(keys, keys_type, true)?;
-        let converted = if rls {
-            match visible_keys(b, converted) {
-                Some(visible) => visible,
+        // Under row level security, the positions of the keys whose rows
+        // the caller can see (NULL: no filter).
+        let visible = if rls {
+            match visible_positions(b, converted) {
+                Some(visible) => Some(visible),
                 None => return Ok(None),
             }
         } else {
-            converted
+            None
         };
         let plan = b.plans.get(Statement::CurrentStates { keys_type }, || {
-                let sql = format!(
-                    "SELECT k.orig, t.{col}::pg_catalog.text, fsm.uuid7_time(h.id), h.event, h.id \
-                       FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS k(key, orig, ord) \
-                       JOIN {table} t ON t.{key} {eq} k.key \
-                       LEFT JOIN LATERAL (SELECT h.id, h.event FROM {history} h \
-                                           WHERE h.entity_key {eq} t.{key} ORDER BY h.id DESC LIMIT 1) h ON true \
-                      ORDER BY k.ord",
-                    col = ident(&b.column),
-                    table = b.table_sql,
-                    key = ident(&b.key_column),
-                    eq = b.key.equality_sql,
-                    history = b.history_table,
-                );
-                (sql, vec![b.key.storage.array_type, keys_type])
-            });
-        Ok(Some((plan, vec![Some(converted), Some(keys)])))
+            let sql = format!(
+                "SELECT k.orig, t.{col}::pg_catalog.text, fsm.uuid7_time(h.id), h.event, h.id \
+                   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS k(key, orig, ord) \
+                   JOIN {table} t ON t.{key} {eq} k.key \
+                   LEFT JOIN LATERAL (SELECT h.id, h.event FROM {history} h \
+                                       WHERE h.entity_key {eq} t.{key} ORDER BY h.id DESC LIMIT 1) h ON true \
+                  WHERE $3 IS NULL OR k.ord OPERATOR(pg_catalog.=) ANY ($3) \
+                  ORDER BY k.ord",
+                col = ident(&b.column),
+                table = b.table_sql,
+                key = ident(&b.key_column),
+                eq = b.key.equality_sql,
+                history = b.history_table,
+            );
+            (sql, vec![b.key.storage.array_type, keys_type, pg_sys::INT8ARRAYOID])
+        });
+        Ok(Some((plan, vec![Some(converted), Some(keys), visible])))
     };
     // SAFETY: a valid fcinfo of a set-returning call.
     unsafe { materialize(fcinfo, b, prepare) }
@@ -201,13 +204,13 @@ fn key_visible(b: &Binding, key: Key) -> bool {
     plan.execute(&[Some(key.datum())], true) > 0
 }
 
-/// The keys of `keys` (an array of the key type) whose rows the caller can
-/// see, in the order given; `None` when there is none.
-fn visible_keys(b: &Binding, keys: pg_sys::Datum) -> Option<pg_sys::Datum> {
+/// The positions (from 1) in `keys` (an array of the key type) of the keys
+/// whose rows the caller can see; `None` when there is none.
+fn visible_positions(b: &Binding, keys: pg_sys::Datum) -> Option<pg_sys::Datum> {
     let plan = b.plans.get(Statement::KeysVisible, || {
         (
             format!(
-                "SELECT pg_catalog.array_agg(k.key ORDER BY k.ord) \
+                "SELECT pg_catalog.array_agg(k.ord) \
                    FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, ord) \
                   WHERE EXISTS (SELECT FROM {} t WHERE t.{} {} k.key)",
                 b.table_sql,

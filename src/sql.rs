@@ -116,6 +116,40 @@ pub fn as_user<R>(user: pg_sys::Oid, restrict: Restrict, f: impl FnOnce() -> R) 
     result
 }
 
+/// Runs `f` with `search_path` set to `pg_catalog, pg_temp`, restoring the
+/// caller's afterwards (as a `SET` clause of a function does). For DDL that
+/// PostgreSQL parses with the session's path and stores: a trigger's `WHEN
+/// (OLD.c IS DISTINCT FROM NEW.c)` resolves its `=` when it is created, and
+/// must never pick up an operator someone planted in `public`.
+pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a GUC nest level opened and closed around `f`; on an ERROR,
+    // (sub)transaction abort restores the setting.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let result = f();
+    // SAFETY: closes the level opened above, restoring the caller's path.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    result
+}
+
+/// Runs DDL `f` as `user` with a pinned `search_path` (see
+/// [`with_pinned_search_path`]).
+pub fn ddl_as<R>(user: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    as_user(user, Restrict::UserOnly, || with_pinned_search_path(f))
+}
+
 /// The role that owns the extension (the superuser who created it): the
 /// extension's catalog and DDL are written as that role, after the
 /// caller's own rights were checked.

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use pgrx::pg_sys;
 
 use crate::binding::Binding;
-use crate::error::{allowed_hint, clip, ErrorKind, FsmError, FsmResult};
+use crate::error::{allowed_hint, clip, clip_to, ErrorKind, FsmError, FsmResult};
 use crate::json::Jsonb;
 use crate::key::Key;
 use crate::machine::{EventId, StateId};
@@ -72,7 +72,7 @@ pub fn check_requirements(
                 format!(
                     "payload of event \"{}\" does not match its schema: {}",
                     e.name,
-                    clip(&why)
+                    clip_to(&why, 240)
                 ),
             ));
         }

@@ -163,7 +163,7 @@ mod rejects_format {
         initial_not_a_boolean: {"states": {"a": {"initial": "yes"}}}
             => "state \"a\": invalid type: string \"yes\", expected a boolean";
         final_not_a_boolean: {"states": {"a": {"initial": true}, "z": {"final": 1}}}
-            => "state \"z\": invalid type: integer \"1\", expected a boolean";
+            => "state \"z\": invalid type: number, expected a boolean";
         state_body_not_an_object: {"states": {"a": true}}
             => "state \"a\": invalid type: boolean \"true\"";
         event_missing_to: {"states": {"a": {"initial": true}}, "events": {"go": {"from": "a"}}}
