@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, unit tests of the pure model, #[pg_test]s,
-# the pg_regress specification and the concurrency test. Installs what is
+# Runs every test: formatting, clippy, unit tests of the pure model,
+# #[pg_test]s, the pg_regress specification (security suite included), the
+# concurrency test and the fuzz test of the SQL surface. Installs what is
 # missing first (scripts/setup.sh). Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +11,11 @@ PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== unit tests (pure model, ids)"
-cargo test --lib --no-default-features --features pg15 -- machine:: uuid7::
+echo "== cargo clippy (every unsafe block documented: Cargo.toml [lints])"
+cargo clippy --all-targets --no-default-features --features pg15 -- -D warnings
+
+echo "== unit tests (pure model, ids, JSON, quoting)"
+cargo test --lib --no-default-features --features pg15 -- machine:: uuid7:: json:: sql::
 
 echo "== #[pg_test] (in-database)"
 if [ "$(id -u)" -eq 0 ]; then
@@ -29,4 +33,5 @@ echo "== install, then pg_regress and concurrency against throwaway clusters"
 cargo pgrx install --pg-config "$PG_CONFIG"
 bash scripts/regress.sh
 bash tests/concurrency/run.sh
+bash tests/fuzz/run.sh
 echo "== all tests passed"

@@ -389,4 +389,128 @@ mod tests {
             Some(true)
         );
     }
+
+    /// A guard that fires on another entity while the outer fire is in
+    /// progress: each fire's context stays with its own row.
+    #[pg_test]
+    fn nested_fire_keeps_each_context_with_its_row() {
+        Spi::run(
+            r#"SELECT fsm.create_machine('nest', '{"states": {"a": {"initial": true}, "b": {}, "c": {"final": true}},
+                "events": {"go": {"from": "a", "to": "b", "guard": "public.go_other"},
+                           "plain": {"from": "a", "to": "b"},
+                           "end": {"from": "b", "to": "c"}}}')"#,
+        )
+        .unwrap();
+        Spi::run("CREATE TABLE nested (id int PRIMARY KEY, status text)").unwrap();
+        Spi::run(
+            "CREATE FUNCTION public.go_other(r nested, p jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF r.id = 1 THEN
+                     PERFORM fsm.fire('nested', 2, 'plain', '{\"inner\": true}');
+                 END IF;
+                 RETURN true;
+             END $$",
+        )
+        .unwrap();
+        Spi::run("SELECT fsm.attach('nested', 'status', 'nest')").unwrap();
+        Spi::run("INSERT INTO nested VALUES (1), (2)").unwrap();
+        assert_eq!(
+            one::<String>(r#"SELECT fsm.fire('nested', 1, 'go', '{"outer": true}')"#),
+            Some("b".into())
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(entity_key || ':' || event || ':' || payload::text, ' ' ORDER BY entity_key)
+                   FROM nested_status_history WHERE event IS NOT NULL"
+            ),
+            Some(r#"1:go:{"outer": true} 2:plain:{"inner": true}"#.into())
+        );
+    }
+
+    /// A user trigger that cascades an UPDATE to another attached table
+    /// during fire: the cascaded change is checked as a plain UPDATE, never
+    /// taken for the fire's own move.
+    #[pg_test]
+    fn cascading_update_is_checked_on_its_own() {
+        Spi::run(
+            r#"SELECT fsm.create_machine('casc', '{"states": {"a": {"initial": true}, "b": {}, "c": {}},
+                "events": {"go": {"from": "a", "to": "b"}, "jump": {"from": "b", "to": "c"}}}')"#,
+        )
+        .unwrap();
+        Spi::run("CREATE TABLE parent (id int PRIMARY KEY, status text)").unwrap();
+        Spi::run("CREATE TABLE child (id int PRIMARY KEY, status text)").unwrap();
+        Spi::run("SELECT fsm.attach('parent', 'status', 'casc')").unwrap();
+        Spi::run("SELECT fsm.attach('child', 'status', 'casc')").unwrap();
+        Spi::run("INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1)").unwrap();
+        // The cascade tries a move no event allows (a -> c): refused.
+        Spi::run(
+            "CREATE FUNCTION public.cascade() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN UPDATE child SET status = 'c' WHERE id = NEW.id; RETURN NEW; END $$;
+             CREATE TRIGGER a_cascade BEFORE UPDATE ON parent FOR EACH ROW EXECUTE FUNCTION public.cascade()",
+        )
+        .unwrap();
+        let (code, message) = error_of("SELECT fsm.fire('parent', 1, 'go')");
+        assert_eq!(code, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            message,
+            r#"no event leads to "c" (table child, key 1, state "a")"#
+        );
+        assert_eq!(one::<String>("SELECT status FROM parent"), Some("a".into()));
+        assert_eq!(one::<String>("SELECT status FROM child"), Some("a".into()));
+    }
+
+    /// The key column's type changes: the binding is reloaded with the new
+    /// type, and a key is never read as the old one.
+    #[pg_test]
+    fn key_type_change_reloads_the_binding() {
+        setup_orders();
+        Spi::run(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 1}')"#).unwrap();
+        Spi::run("ALTER TABLE orders ALTER COLUMN id TYPE text").unwrap();
+        // The history still keys by bigint: a text key cannot be written
+        // there, and says so (never a crash, nothing moved).
+        assert_eq!(
+            error_of("SELECT fsm.fire('orders', '1'::text, 'ship')").0,
+            ERRCODE_DATATYPE_MISMATCH
+        );
+        Spi::run("ALTER TABLE orders_status_history ALTER COLUMN entity_key TYPE text").unwrap();
+        assert_eq!(
+            one::<String>("SELECT fsm.fire('orders', '1'::text, 'ship')"),
+            Some("shipped".into())
+        );
+        // A key of another type converts to the new key type.
+        assert_eq!(
+            one::<String>(r#"SELECT fsm.fire('orders', 2, 'pay', '{"amount": 2}')"#),
+            Some("paid".into())
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(to_state, ' ' ORDER BY id) FROM fsm.history('orders', '1'::text)"
+            ),
+            Some("created paid shipped".into())
+        );
+    }
+
+    /// A history table altered by its owner is refused by the read
+    /// functions, never read as the declared type.
+    #[pg_test]
+    fn altered_history_table_is_refused_by_reads() {
+        setup_orders();
+        Spi::run("ALTER TABLE orders_status_history ALTER COLUMN event TYPE varchar(40)").unwrap();
+        let (code, message) = error_of("SELECT * FROM fsm.history('orders', 1)");
+        assert_eq!(code, ERRCODE_DATATYPE_MISMATCH);
+        assert_eq!(
+            message,
+            "the history of orders does not have the columns fsm reads: a history table was altered"
+        );
+    }
+
+    #[pg_test]
+    fn uuid7_is_not_run_in_parallel_workers() {
+        assert_eq!(
+            one::<String>(
+                "SELECT proparallel::text FROM pg_proc WHERE oid = 'fsm.uuid7()'::regprocedure"
+            ),
+            Some("r".into())
+        );
+    }
 }
