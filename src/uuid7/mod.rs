@@ -12,67 +12,30 @@
 //! history"). Within one backend, a clock that has not advanced (or stepped
 //! back) is bumped one tick past the last id, so ids never repeat or regress.
 
+mod generator;
+
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgrx::prelude::*;
-use rand::{RngCore, SeedableRng};
 
-/// Sub-millisecond ticks per millisecond (12 bits).
-const TICKS_PER_MS: u64 = 4096;
-
-struct Generator {
-    /// The backend whose RNG this is: a forked child reseeds.
-    pid: u32,
-    /// `unix_ms << 12 | fraction` of the last id made.
-    last_stamp: u64,
-    rng: rand::rngs::StdRng,
-}
+pub use generator::{layout, unix_ms, Generator};
+#[cfg(test)]
+use generator::stamp_of;
 
 thread_local! {
     static GENERATOR: RefCell<Option<Generator>> = const { RefCell::new(None) };
 }
 
-/// The time part `unix_ms << 12 | fraction` for a moment in nanoseconds.
-fn stamp_of(unix_nanos: u128) -> u64 {
-    let ms = (unix_nanos / 1_000_000) as u64;
-    let fraction = ((unix_nanos % 1_000_000) as u64 * TICKS_PER_MS) / 1_000_000;
-    (ms << 12) | fraction
-}
-
-/// Assembles the 16 bytes from a time stamp and 64 random bits.
-pub fn layout(stamp: u64, random: u64) -> [u8; 16] {
-    let ms = stamp >> 12;
-    let fraction = stamp & 0x0FFF;
-    let mut b = [0u8; 16];
-    b[0..6].copy_from_slice(&ms.to_be_bytes()[2..8]);
-    b[6] = 0x70 | (fraction >> 8) as u8;
-    b[7] = fraction as u8;
-    b[8..16].copy_from_slice(&random.to_be_bytes());
-    b[8] = 0x80 | (b[8] & 0x3F);
-    b
-}
-
-/// The next id of this backend: later than every id it made before.
+/// The next id of this backend: later than every id it made before. A
+/// forked child (a new process id) starts a generator of its own.
 pub fn next_bytes() -> [u8; 16] {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
     GENERATOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let pid = process_id();
-        let generator = match slot.as_mut() {
-            Some(g) if g.pid == pid => g,
-            _ => slot.insert(Generator {
-                pid,
-                last_stamp: 0,
-                rng: rand::rngs::StdRng::from_os_rng(),
-            }),
-        };
-        let stamp = stamp_of(now).max(generator.last_stamp + 1);
-        generator.last_stamp = stamp;
-        layout(stamp, generator.rng.next_u64())
+        match slot.as_mut() {
+            Some(g) if g.pid() == pid => g.next(),
+            _ => slot.insert(Generator::new(pid)).next(),
+        }
     })
 }
 
@@ -92,13 +55,6 @@ pub fn next() -> pgrx::Uuid {
 
 /// Microseconds between the Unix and PostgreSQL epochs (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-
-/// The Unix milliseconds inside a UUIDv7.
-pub fn unix_ms(bytes: &[u8; 16]) -> i64 {
-    let mut ms = [0u8; 8];
-    ms[2..8].copy_from_slice(&bytes[0..6]);
-    i64::from_be_bytes(ms)
-}
 
 v1_function!(fsm_uuid7, pg_finfo_fsm_uuid7, uuid7);
 
