@@ -65,6 +65,9 @@ fn main() {
     println!("| generator | ns per id (median of {ROUNDS} rounds of {IDS_PER_ROUND}) |");
     println!("|---|---|");
     println!("| fsm (src/uuid7/generator.rs) | {:.1} |", median(&mut a));
-    println!("| uuid crate, ContextV7 + additional precision, fast-rng | {:.1} |", median(&mut b));
+    println!(
+        "| uuid crate, ContextV7 + additional precision, fast-rng | {:.1} |",
+        median(&mut b)
+    );
     println!("median ratio uuid crate / fsm: {:.2}", median(&mut ratios));
 }

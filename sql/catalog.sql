@@ -93,6 +93,29 @@ END
 $$;
 CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.forget_dropped_tables();
 
+-- A history table follows its table's owner (ALTER TABLE … OWNER TO;
+-- REASSIGN OWNED moves both at once): history is written and read as the history table's
+-- owner, who must stay the one who owns the entity rows.
+CREATE FUNCTION fsm.follow_table_owners() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    moved record;
+BEGIN
+    FOR moved IN
+        SELECT DISTINCT h.oid AS history, t.relowner AS owner
+          FROM fsm.binding b
+          JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
+          JOIN pg_catalog.pg_class h ON h.oid = b.history::pg_catalog.oid
+         WHERE h.relowner <> t.relowner
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I',
+                                  moved.history::pg_catalog.regclass, pg_catalog.pg_get_userbyid(moved.owner));
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER fsm_follow_table_owners ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION fsm.follow_table_owners();
+
 -- Ids (src/uuid7.rs); uuid7(at) and uuid7_time(id) are declared by pgrx.
 -- PARALLEL RESTRICTED: a parallel worker has its own generator, and its
 -- ids would not be ordered with the session's.

@@ -27,6 +27,17 @@ pub struct Entry<'a> {
     pub payload: Option<Jsonb>,
 }
 
+/// One transition whose history row is not written yet (held by
+/// `pending` until its statement ends).
+pub struct Held {
+    pub id: [u8; 16],
+    /// A copy in `TopTransactionContext` for by-reference key types.
+    pub key: pg_sys::Datum,
+    pub event: EventId,
+    pub from: StateId,
+    pub to: StateId,
+}
+
 /// Appends the row and, with `notify`, queues the NOTIFY; returns its id.
 pub fn append(b: &Binding, e: &Entry) -> pgrx::Uuid {
     let id = uuid7::next();
@@ -76,7 +87,7 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
 
 /// Appends the history rows `pending` held for one binding, with one
 /// INSERT from arrays (a single row goes the cheaper one-row way).
-pub fn append_rows(b: &Binding, rows: &[crate::pending::Held]) {
+pub fn append_rows(b: &Binding, rows: &[Held]) {
     let machine = &b.machine;
     match rows {
         [] => return,

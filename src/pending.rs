@@ -20,22 +20,12 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 
 use crate::binding::Binding;
-use crate::history;
+use crate::history::{self, Held};
 use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, StateId};
 
 /// Rows held for one binding before the row trigger appends them itself.
 const FLUSH_AT: usize = 10_000;
-
-/// One transition whose history row is not written yet.
-pub struct Held {
-    pub id: [u8; 16],
-    /// A copy in `TopTransactionContext` for by-reference key types.
-    pub key: pg_sys::Datum,
-    pub event: EventId,
-    pub from: StateId,
-    pub to: StateId,
-}
 
 struct Batch {
     binding: Rc<Binding>,

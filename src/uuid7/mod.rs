@@ -18,9 +18,9 @@ use std::cell::RefCell;
 
 use pgrx::prelude::*;
 
-pub use generator::{layout, unix_ms, Generator};
 #[cfg(test)]
 use generator::stamp_of;
+pub use generator::{layout, unix_ms, Generator};
 
 thread_local! {
     static GENERATOR: RefCell<Option<Generator>> = const { RefCell::new(None) };

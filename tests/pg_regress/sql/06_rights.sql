@@ -88,6 +88,17 @@ SELECT fsm.fire('app.tickets', 'T-2'::text, 'close');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
+-- The history table follows its table's owner, and writes go on.
+CREATE ROLE new_owner;
+ALTER TABLE app.tickets OWNER TO new_owner;
+SELECT c.relowner::regrole AS history_owner FROM pg_class c WHERE c.oid = 'app.tickets_status_history'::regclass;
+SET ROLE app_user;
+SELECT fsm.fire('app.tickets', 'T-3'::text, 'close');
+SELECT event, to_state FROM fsm.history('app.tickets', 'T-3'::text);
+RESET ROLE;
+ALTER TABLE app.tickets OWNER TO app_owner;
+SELECT c.relowner::regrole AS history_owner FROM pg_class c WHERE c.oid = 'app.tickets_status_history'::regclass;
+
 -- The owner detaches without a superuser; the machine's owner drops it.
 SET ROLE app_owner;
 SELECT fsm.detach('app.tickets', 'status', drop_history => true);
