@@ -42,6 +42,9 @@ SELECT fsm.detach('app.tickets', 'status');
 \echo :LAST_ERROR_SQLSTATE
 SELECT fsm.fire('app.tickets', 'T-1'::text, 'close');
 \echo :LAST_ERROR_SQLSTATE
+-- A key of another type than the table's (a crash on e9d40d4).
+SELECT fsm.fire('app.tickets', 6, 'close');
+\echo :LAST_ERROR_SQLSTATE
 SELECT * FROM fsm.history('app.tickets', 'T-1'::text);
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM fsm.current_states('app.tickets', ARRAY['T-1']);

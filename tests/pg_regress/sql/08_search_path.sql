@@ -74,6 +74,12 @@ CREATE FUNCTION public.array_to_string(name[], text) RETURNS text
     LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('array_to_string') THEN '' END $f$;
 CREATE FUNCTION public.uuid7_time(uuid) RETURNS timestamptz
     LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('uuid7_time') THEN pg_catalog.now() END $f$;
+-- Casts between the types the extension compares cannot be planted at all:
+-- only an owner of one of the types may create a cast.
+CREATE CAST (text AS bigint) WITH INOUT;
+\echo :LAST_ERROR_SQLSTATE
+CREATE CAST (bigint AS text) WITH INOUT;
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
 -- A superuser with public first on its search_path uses everything (the
