@@ -158,14 +158,24 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
 
 /// 42501 unless the current user may create objects in this database.
 fn check_may_create() -> FsmResult<()> {
-    // SAFETY: an ACL check of the current database for the current user.
-    let allowed = unsafe {
-        pg_sys::pg_database_aclcheck(
+    let mode = pg_sys::ACL_CREATE as pg_sys::AclMode;
+    // SAFETY: an ACL check of the current database for the current user
+    // (PostgreSQL 16 replaced pg_database_aclcheck by object_aclcheck).
+    #[cfg(feature = "pg15")]
+    let result = unsafe {
+        pg_sys::pg_database_aclcheck(pg_sys::MyDatabaseId, sql::current_user(), mode)
+    };
+    // SAFETY: as above.
+    #[cfg(not(feature = "pg15"))]
+    let result = unsafe {
+        pg_sys::object_aclcheck(
+            pg_sys::DatabaseRelationId,
             pg_sys::MyDatabaseId,
             sql::current_user(),
-            pg_sys::ACL_CREATE as pg_sys::AclMode,
+            mode,
         )
-    } == pg_sys::AclResult::ACLCHECK_OK;
+    };
+    let allowed = result == pg_sys::AclResult::ACLCHECK_OK;
     if allowed {
         return Ok(());
     }

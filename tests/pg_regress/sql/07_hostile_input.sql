@@ -61,6 +61,20 @@ SELECT entity_key, state FROM fsm.current_states('jobs', ARRAY[1.0, 2, 3]::numer
 SELECT entity_key, state FROM fsm.current_states('jobs', ARRAY[1.5]::numeric[]);
 \echo :LAST_ERROR_SQLSTATE
 
+-- On a text key: a key of another type, refused on the way (both crashed
+-- the server on e9d40d4), and a NULL key written by an UPDATE (23502).
+CREATE TABLE tjobs (k text PRIMARY KEY, status text);
+SELECT fsm.attach('tjobs', 'status', 'job');
+INSERT INTO tjobs (k) VALUES ('6'), ('a');
+SELECT fsm.fire('tjobs', 6, 'finish', '{"n": 11}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT fsm.fire('tjobs', 6, 'start');
+UPDATE tjobs SET k = NULL, status = 'running' WHERE k = 'a';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE tjobs SET k = NULL, status = 'done' WHERE k = 'a';
+\echo :LAST_ERROR_SQLSTATE
+SELECT k, status FROM tjobs ORDER BY k;
+
 -- Payloads are stored exactly as given: no number rounded, no depth limit
 -- where nothing needs to look inside.
 SELECT fsm.create_machine('deep', '{"states": {"a": {"initial": true}, "b": {}},
