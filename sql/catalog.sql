@@ -7,8 +7,9 @@ CREATE TABLE fsm.machine (
     definition jsonb NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     -- The role that created it: only that role (or a member, or a
-    -- superuser) replaces or drops it.
-    owner      oid NOT NULL
+    -- superuser) replaces or drops it. regrole, so pg_dump writes the
+    -- role's name and a restore into another cluster finds the same role.
+    owner      regrole NOT NULL
 );
 COMMENT ON TABLE fsm.machine IS 'fsm machines: the normalized definition of each, and its version';
 
@@ -49,7 +50,7 @@ SELECT pg_catalog.pg_extension_config_dump('fsm.machine_transition', '');
 SELECT pg_catalog.pg_extension_config_dump('fsm.binding', '');
 
 CREATE VIEW fsm.machines AS
-    SELECT name, version, definition, owner::regrole AS owner FROM fsm.machine;
+    SELECT name, version, definition, owner FROM fsm.machine;
 
 CREATE VIEW fsm.states AS
     SELECT machine, state, initial, final, meta FROM fsm.machine_state;

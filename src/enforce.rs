@@ -54,10 +54,14 @@ unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     let b = crate::cache::trigger_binding(trigger, relid)?;
     let tuple = match (row_level, timing, operation) {
         (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_INSERT) => {
-            on_insert(&b, td.tg_trigtuple, desc)
+            // SAFETY: the row being inserted, described by its relation's
+            // descriptor, which the binding was loaded for.
+            on_insert(&b, unsafe { Row::new(td.tg_trigtuple, desc) }).tuple
         }
         (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_UPDATE) => {
-            on_update(&b, td.tg_trigtuple, td.tg_newtuple, desc)
+            // SAFETY: the old and new rows of this UPDATE, as above.
+            let (old, new) = unsafe { (Row::new(td.tg_trigtuple, desc), Row::new(td.tg_newtuple, desc)) };
+            on_update(&b, old, new).tuple
         }
         (false, pg_sys::TRIGGER_EVENT_AFTER, pg_sys::TRIGGER_EVENT_UPDATE) => {
             pending::flush(&b);
@@ -73,52 +77,91 @@ unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     Ok(pg_sys::Datum::from(tuple))
 }
 
-/// The value of attribute `attnum` as a borrowed string, or `None` for NULL.
-fn text_attr<'t>(
+/// A row the trigger was handed, with its relation's descriptor. Its
+/// readers take column numbers from the binding, which was loaded for this
+/// relation: the state column is text or varchar, the key column is of the
+/// key type (an ALTER of either reloads the binding).
+#[derive(Clone, Copy)]
+struct Row {
     tuple: *mut pg_sys::HeapTupleData,
     desc: pg_sys::TupleDesc,
-    attnum: i16,
-) -> Option<&'t str> {
-    let mut is_null = false;
-    // SAFETY: attnum is a live attribute of this tuple's descriptor, of a
-    // text-like type (checked by attach).
-    unsafe {
-        let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut is_null);
-        <&str as FromDatum>::from_datum(datum, is_null)
-    }
 }
 
-/// The row's key. A NULL key is refused (23502) before anything uses it:
-/// BEFORE row triggers run before PostgreSQL's own NOT NULL check.
-fn key_attr(b: &Binding, tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc) -> Key {
-    let mut is_null = false;
-    // SAFETY: key_attnum is the primary key column of this relation, whose
-    // type the binding was loaded with (an ALTER of it reloads the binding).
-    let datum = unsafe { pg_sys::heap_getattr(tuple, b.key_attnum as i32, desc, &mut is_null) };
-    if is_null {
-        FsmError::new(
-            ErrorKind::NotNullViolation,
-            format!("the key {} of {} must not be NULL", b.key_column, b.table),
-        )
-        .raise()
+impl Row {
+    /// # Safety
+    /// `tuple` is a live tuple of the relation `desc` describes, and the
+    /// relation is the binding's table.
+    unsafe fn new(tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc) -> Row {
+        Row { tuple, desc }
     }
-    // SAFETY: a non-NULL datum of the key column, of the key type.
-    unsafe { Key::of_key_type(datum) }
+
+    /// The state column as a borrowed string, or `None` for NULL.
+    fn state<'t>(self, b: &Binding) -> Option<&'t str> {
+        let mut is_null = false;
+        // SAFETY: b.attnum is a text or varchar column of this relation
+        // (checked when the binding loaded); the string lives as long as
+        // the tuple, that is the trigger call.
+        unsafe {
+            let datum = pg_sys::heap_getattr(self.tuple, b.attnum as i32, self.desc, &mut is_null);
+            <&str as FromDatum>::from_datum(datum, is_null)
+        }
+    }
+
+    /// The row's key. A NULL key is refused (23502) before anything uses
+    /// it: BEFORE row triggers run before PostgreSQL's own NOT NULL check.
+    fn key(self, b: &Binding) -> Key {
+        let mut is_null = false;
+        // SAFETY: key_attnum is the primary key column of this relation.
+        let datum = unsafe {
+            pg_sys::heap_getattr(self.tuple, b.key_attnum as i32, self.desc, &mut is_null)
+        };
+        if is_null {
+            FsmError::new(
+                ErrorKind::NotNullViolation,
+                format!("the key {} of {} must not be NULL", b.key_column, b.table),
+            )
+            .raise()
+        }
+        // SAFETY: a non-NULL datum of the key column, of the key type.
+        unsafe { Key::of_key_type(datum) }
+    }
+
+    /// A copy of the row with the state column set to `value`.
+    fn with_state(self, b: &Binding, value: &str) -> Row {
+        let datum = value.into_datum().expect("text datum");
+        let column = b.attnum as i32;
+        let is_null = false;
+        // SAFETY: one replaced column of a text-like type (text is binary
+        // compatible with varchar); arrays of one element each.
+        let tuple = unsafe {
+            pg_sys::heap_modify_tuple_by_cols(
+                self.tuple,
+                self.desc,
+                1,
+                &column as *const i32 as *mut i32,
+                &datum as *const _ as *mut _,
+                &is_null as *const bool as *mut bool,
+            )
+        };
+        Row { tuple, ..self }
+    }
+
+    /// The row as a composite datum, for a guard or an action.
+    fn composite(self) -> pg_sys::Datum {
+        // SAFETY: the tuple with its own descriptor.
+        unsafe { pg_sys::heap_copy_tuple_as_datum(self.tuple, self.desc) }
+    }
 }
 
 /// INSERT: a NULL state becomes the initial state; any other state than
 /// the initial one is refused.
-fn on_insert(
-    b: &Binding,
-    tuple: *mut pg_sys::HeapTupleData,
-    desc: pg_sys::TupleDesc,
-) -> *mut pg_sys::HeapTupleData {
+fn on_insert(b: &Binding, row: Row) -> Row {
     let machine = &b.machine;
     let initial = machine.state(machine.initial).name.as_str();
-    let key = key_attr(b, tuple, desc);
-    let tuple = match text_attr(tuple, desc, b.attnum) {
-        None => set_text_attr(tuple, desc, b.attnum, initial),
-        Some(state) if state == initial => tuple,
+    let key = row.key(b);
+    let row = match row.state(b) {
+        None => row.with_state(b, initial),
+        Some(state) if state == initial => row,
         Some(state) => FsmError::new(
             ErrorKind::NotAllowed,
             format!(
@@ -134,8 +177,8 @@ fn on_insert(
         ))
         .raise(),
     };
-    // The key again: set_text_attr made a new tuple.
-    let key = key_attr(b, tuple, desc);
+    // The key again: with_state made a new tuple.
+    let key = row.key(b);
     history::append(
         b,
         &Entry {
@@ -146,49 +189,21 @@ fn on_insert(
             payload: None,
         },
     );
-    tuple
-}
-
-fn set_text_attr(
-    tuple: *mut pg_sys::HeapTupleData,
-    desc: pg_sys::TupleDesc,
-    attnum: i16,
-    value: &str,
-) -> *mut pg_sys::HeapTupleData {
-    let datum = value.into_datum().expect("text datum");
-    let column = attnum as i32;
-    let is_null = false;
-    // SAFETY: one replaced column of a text-like type; text is binary
-    // compatible with varchar.
-    unsafe {
-        pg_sys::heap_modify_tuple_by_cols(
-            tuple,
-            desc,
-            1,
-            &column as *const i32 as *mut i32,
-            &datum as *const _ as *mut _,
-            &is_null as *const bool as *mut bool,
-        )
-    }
+    row
 }
 
 /// UPDATE that changes the state: a declared event must lead from the old
 /// to the new state, and its roles, payload schema and guard must agree.
-fn on_update(
-    b: &Rc<Binding>,
-    old: *mut pg_sys::HeapTupleData,
-    new: *mut pg_sys::HeapTupleData,
-    desc: pg_sys::TupleDesc,
-) -> *mut pg_sys::HeapTupleData {
-    let key = key_attr(b, new, desc);
-    let old_state = text_attr(old, desc, b.attnum).unwrap_or("");
+fn on_update(b: &Rc<Binding>, old: Row, new: Row) -> Row {
+    let key = new.key(b);
+    let old_state = old.state(b).unwrap_or("");
     let subject = Subject {
         binding: b,
         key,
         state: old_state,
     };
     let machine = &b.machine;
-    let Some(new_state) = text_attr(new, desc, b.attnum) else {
+    let Some(new_state) = new.state(b) else {
         subject
             .refuse(
                 ErrorKind::NotAllowed,
@@ -236,11 +251,8 @@ fn on_update(
                     .raise()
             }
             let event = event_of_update(&subject, from, to).unwrap_or_else(|e| e.raise());
-            // SAFETY: the new tuple of this trigger call, with its descriptor.
-            check_requirements(&subject, event, None, || unsafe {
-                pg_sys::heap_copy_tuple_as_datum(new, desc)
-            })
-            .unwrap_or_else(|e| e.raise());
+            check_requirements(&subject, event, None, || new.composite())
+                .unwrap_or_else(|e| e.raise());
             (event, None)
         }
     };
@@ -262,10 +274,6 @@ fn on_update(
             payload,
         },
     );
-    // SAFETY: the new tuple of this trigger call, with its descriptor.
-    run_action(b, event, payload, || unsafe {
-        pg_sys::heap_copy_tuple_as_datum(new, desc)
-    })
-    .unwrap_or_else(|e| e.raise());
+    run_action(b, event, payload, || new.composite()).unwrap_or_else(|e| e.raise());
     new
 }

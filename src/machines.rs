@@ -29,7 +29,7 @@ pub struct Stored {
 pub fn stored(name: &str) -> FsmResult<Option<Stored>> {
     Spi::connect(|client| -> FsmResult<Option<Stored>> {
         let rows = client.select(
-            "SELECT m.owner, m.definition::pg_catalog.text FROM fsm.machine m
+            "SELECT m.owner::pg_catalog.oid, m.definition::pg_catalog.text FROM fsm.machine m
               WHERE m.name OPERATOR(pg_catalog.=) $1",
             None,
             &[name.into()],
@@ -162,9 +162,8 @@ fn check_may_create() -> FsmResult<()> {
     // SAFETY: an ACL check of the current database for the current user
     // (PostgreSQL 16 replaced pg_database_aclcheck by object_aclcheck).
     #[cfg(feature = "pg15")]
-    let result = unsafe {
-        pg_sys::pg_database_aclcheck(pg_sys::MyDatabaseId, sql::current_user(), mode)
-    };
+    let result =
+        unsafe { pg_sys::pg_database_aclcheck(pg_sys::MyDatabaseId, sql::current_user(), mode) };
     // SAFETY: as above.
     #[cfg(not(feature = "pg15"))]
     let result = unsafe {

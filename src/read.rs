@@ -302,14 +302,7 @@ unsafe fn check_shape(
 /// # Safety
 /// `desc` is a valid tuple descriptor.
 unsafe fn descriptor_types(desc: pg_sys::TupleDesc) -> Vec<pg_sys::Oid> {
-    // SAFETY: attrs holds natts attributes.
-    unsafe {
-        let natts = (*desc).natts as usize;
-        (*desc)
-            .attrs
-            .as_slice(natts)
-            .iter()
-            .map(|a| a.atttypid)
-            .collect()
-    }
+    // SAFETY: per the contract; the wrapper does not free what it borrows.
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) };
+    desc.iter().map(|a| a.atttypid).collect()
 }
