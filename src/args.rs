@@ -39,11 +39,19 @@ impl Args {
     }
 
     /// The actual type of argument `n`: what a polymorphic argument
-    /// (`anyelement`, `anyarray`) was called with.
-    pub fn type_of(&self, n: usize) -> pg_sys::Oid {
+    /// (`anyelement`, `anyarray`) was called with. 42804 when the call
+    /// carries no expression to tell (a call from C without one).
+    pub fn type_of(&self, n: usize) -> FsmResult<pg_sys::Oid> {
         // SAFETY: flinfo is set for every call through the function manager;
-        // get_fn_expr_argtype checks n against the call expression.
-        unsafe { pg_sys::get_fn_expr_argtype((*self.fcinfo).flinfo, n as i32) }
+        // get_fn_expr_argtype checks n and a missing expression itself.
+        let type_oid = unsafe { pg_sys::get_fn_expr_argtype((*self.fcinfo).flinfo, n as i32) };
+        if type_oid == pg_sys::InvalidOid {
+            return Err(FsmError::new(
+                ErrorKind::DatatypeMismatch,
+                format!("the type of argument {} cannot be determined", n + 1),
+            ));
+        }
+        Ok(type_oid)
     }
 
     /// A `regclass` argument that must name an existing relation: NULL is

@@ -56,6 +56,8 @@ pub enum ErrorKind {
     StatementTooComplex,
     /// 22P02: a key cannot be converted exactly to the table's key type.
     InvalidTextRepresentation,
+    /// 0A000: something fsm does not do yet (attaching a partitioned table).
+    FeatureNotSupported,
     /// 42725: an event name in several machines of a table, and no `col`.
     AmbiguousFunction,
     /// 42846: a key type has no cast to the table's key type, or no equality.
@@ -90,6 +92,7 @@ impl ErrorKind {
             ErrorKind::InvalidTextRepresentation => ERRCODE_INVALID_TEXT_REPRESENTATION,
             ErrorKind::CannotCoerce => ERRCODE_CANNOT_COERCE,
             ErrorKind::AmbiguousFunction => ERRCODE_AMBIGUOUS_FUNCTION,
+            ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
         }
     }
 }

@@ -53,7 +53,7 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     let args = unsafe { Args::new(fcinfo) };
     let tbl = args.relation(0, "tbl")?;
     let key = required(args.datum(1), "key")?;
-    let key_type = args.type_of(1);
+    let key_type = args.type_of(1)?;
     let event = required(args.text(2), "event")?;
     let (expect, to) = (args.text(4), args.text(5));
     let request = Request {

@@ -37,7 +37,7 @@ unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     let args = unsafe { Args::new(fcinfo) };
     let relid = args.relation(0, "tbl")?;
     let key = required(args.datum(1), "key")?;
-    let key_type = args.type_of(1);
+    let key_type = args.type_of(1)?;
     let [since, until, limit] = [2, 3, 4].map(|n| args.datum(n));
     let bindings = cache::attached_bindings(relid)?;
     let b = &bindings[0];
@@ -114,7 +114,7 @@ unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::
     let args = unsafe { Args::new(fcinfo) };
     let relid = args.relation(0, "tbl")?;
     let keys = required(args.datum(1), "keys")?;
-    let keys_type = args.type_of(1);
+    let keys_type = args.type_of(1)?;
     let bindings = cache::attached_bindings(relid)?;
     let b = &bindings[0];
     check_select(b)?;

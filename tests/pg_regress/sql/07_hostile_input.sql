@@ -130,6 +130,14 @@ SELECT fsm.fire('quoted', 1, 'go');
 RESET standard_conforming_strings;
 SELECT status FROM quoted;
 
+-- A partitioned table is refused (0A000) rather than left with writes
+-- that fail.
+CREATE TABLE pjobs (id int PRIMARY KEY, status text) PARTITION BY RANGE (id);
+CREATE TABLE pjobs_1 PARTITION OF pjobs FOR VALUES FROM (0) TO (100);
+SELECT fsm.attach('pjobs', 'status', 'job');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO pjobs VALUES (1);
+
 -- Nothing above changed a row it refused.
 SELECT id, status FROM jobs ORDER BY id;
 SELECT count(*) FROM jobs_status_history;
