@@ -15,6 +15,19 @@ pub struct Callable {
     pub plan: OnceCell<KeptPlan>,
 }
 
+impl Callable {
+    /// The kept plan `SELECT f($1, $2)` with the row and the payload,
+    /// prepared on first use. Must be called inside SPI.
+    pub fn plan(&self, row_type: pg_sys::Oid) -> &KeptPlan {
+        self.plan.get_or_init(|| {
+            KeptPlan::prepare(
+                &format!("SELECT {}($1, $2)", self.sql_name),
+                &[row_type, pg_sys::JSONBOID],
+            )
+        })
+    }
+}
+
 /// What a function is for: its name in messages and the type it returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {

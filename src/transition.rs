@@ -13,7 +13,7 @@ use crate::json::Jsonb;
 use crate::key::Key;
 use crate::machine::{EventId, StateId};
 use crate::settings;
-use crate::spi_plan::{connected, KeptPlan};
+use crate::spi_plan::connected;
 
 /// The entity a check is about, for messages that name table, key and state.
 pub struct Subject<'a> {
@@ -81,12 +81,7 @@ pub fn check_requirements(
         let guard = guard.as_ref().map_err(Clone::clone)?;
         let row = row();
         let passed = connected(|| {
-            let plan = guard.plan.get_or_init(|| {
-                KeptPlan::prepare(
-                    &format!("SELECT {}($1, $2)", guard.sql_name),
-                    &[row_type(b), pg_sys::JSONBOID],
-                )
-            });
+            let plan = guard.plan(row_type(b));
             let result = plan.first_row(&[Some(row), payload.map(Jsonb::datum)])?;
             // The function was checked to return boolean when the binding
             // loaded; a replaced function is checked again here.
@@ -133,12 +128,7 @@ pub fn run_action(
     let action = action.as_ref().map_err(Clone::clone)?;
     let row = row();
     connected(|| {
-        let plan = action.plan.get_or_init(|| {
-            KeptPlan::prepare(
-                &format!("SELECT {}($1, $2)", action.sql_name),
-                &[row_type(b), pg_sys::JSONBOID],
-            )
-        });
+        let plan = action.plan(row_type(b));
         plan.execute(&[Some(row), payload.map(Jsonb::datum)], false);
     });
     Ok(())
