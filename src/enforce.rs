@@ -177,8 +177,8 @@ fn on_insert(b: &Binding, row: Row) -> Row {
         ))
         .raise(),
     };
-    // The key again: with_state made a new tuple.
-    let key = row.key(b);
+    // `key` still points into the tuple the executor handed us, which
+    // outlives this call even when with_state made a copy.
     history::append(
         b,
         &Entry {
