@@ -31,4 +31,4 @@ as_pg_user "$PGBIN/initdb" -D "$PG_TMP/data" -A trust -U "$PGUSER" >/dev/null
 # RUST_BACKTRACE=0: errors keep PostgreSQL's own DETAIL, so expected test
 # output does not depend on the caller's environment.
 as_pg_user env RUST_BACKTRACE=0 "$PGBIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
-  -o "-p $PGPORT -k $PG_TMP -c listen_addresses='' ${FSM_PG_OPTS:--c fsync=off}" start >/dev/null
+  -o "-p $PGPORT -k $PG_TMP -c listen_addresses='' -c max_prepared_transactions=4 ${FSM_PG_OPTS:--c fsync=off}" start >/dev/null

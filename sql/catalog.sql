@@ -81,27 +81,95 @@ BEGIN
 END
 $$;
 
--- A dropped table takes its bindings with it.
+-- A dropped table takes its bindings with it. A bound column or a history
+-- table cannot be dropped on its own (a table whose writes fail, or
+-- transitions recorded nowhere): fsm.detach() first. A column drop only
+-- reaches here with CASCADE, since the binding's triggers depend on it.
 CREATE FUNCTION fsm.forget_dropped_tables() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    lost record;
 BEGIN
     DELETE FROM fsm.binding b
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-       AND d.objsubid = 0
-       AND d.objid = b.tbl::pg_catalog.oid;
+       AND d.objsubid = 0 AND d.objid = b.tbl::pg_catalog.oid;
+    SELECT b.tbl, b.col, d.object_identity AS identity INTO lost
+      FROM fsm.binding b JOIN pg_catalog.pg_event_trigger_dropped_objects() d
+        ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND ((d.objsubid = 0 AND d.objid = b.history::pg_catalog.oid)
+            OR (d.objsubid > 0 AND d.objid = b.tbl::pg_catalog.oid
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                 WHERE a.attrelid = b.tbl::pg_catalog.oid AND a.attname = b.col
+                                   AND NOT a.attisdropped)))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cannot drop %: the fsm binding of %.% needs it', lost.identity, lost.tbl, lost.col
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = pg_catalog.format('Run SELECT fsm.detach(%L, %L) first (drop_history => true drops its history too).',
+                                           lost.tbl::pg_catalog.text, lost.col);
+    END IF;
 END
 $$;
 CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.forget_dropped_tables();
 
--- A history table follows its table's owner (ALTER TABLE … OWNER TO;
--- REASSIGN OWNED moves both at once): history is written and read as the history table's
--- owner, who must stay the one who owns the entity rows.
-CREATE FUNCTION fsm.follow_table_owners() RETURNS event_trigger
+-- After ALTER TABLE and CREATE TABLE: follow what a binding can follow,
+-- refuse what it cannot (the statement fails, nothing changes).
+--   * a renamed bound column: the binding takes the new name (the
+--     triggers' WHEN clauses keep columns by number and follow by themselves);
+--   * a new owner: the history table follows it (history is written and
+--     read as the history table's owner, who must stay the table's owner);
+--   * the primary key gone, composite, or of another type than the history's
+--     entity_key: refused (entities would merge or vanish in history);
+--   * a bound table in an inheritance tree, or turned into a partition:
+--     refused (its rows would be reached without its triggers, or twice).
+CREATE FUNCTION fsm.follow_table_changes() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    bad record;
     moved record;
 BEGIN
+    IF NOT EXISTS (SELECT FROM fsm.binding) THEN
+        RETURN;
+    END IF;
+    UPDATE fsm.binding b SET col = a.attname
+      FROM pg_catalog.pg_event_trigger_ddl_commands() c
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.objid AND a.attnum = c.objsubid AND NOT a.attisdropped
+     WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objsubid > 0
+       AND c.objid = b.tbl::pg_catalog.oid
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute x
+                        WHERE x.attrelid = b.tbl::pg_catalog.oid AND x.attname = b.col AND NOT x.attisdropped)
+       AND NOT EXISTS (SELECT FROM fsm.binding o WHERE o.tbl = b.tbl AND o.col = a.attname);
+
+    -- Only for the tables this command changed: a key type is changed by
+    -- altering the history's entity_key first, then the table's key.
+    SELECT b.tbl, b.col INTO bad FROM fsm.binding b
+     WHERE b.tbl::pg_catalog.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
+                         JOIN pg_catalog.pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
+                         JOIN pg_catalog.pg_attribute h ON h.attrelid = b.history::pg_catalog.oid
+                                                       AND h.attname = 'entity_key' AND NOT h.attisdropped
+                        WHERE i.indrelid = b.tbl::pg_catalog.oid AND i.indisprimary AND i.indnkeyatts = 1
+                          AND k.atttypid = h.atttypid)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% needs a single-column primary key of the type its history is keyed by', bad.tbl, bad.col
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'To change the key''s type, alter the history''s entity_key first. To change the key, detach the machine first.';
+    END IF;
+
+    SELECT b.tbl, b.col INTO bad FROM fsm.binding b JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
+     WHERE t.relispartition
+        OR EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                    WHERE i.inhrelid = t.oid
+                       OR (i.inhparent = t.oid AND t.relkind <> 'p'))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% does not cover inheritance, nor a partition of its own', bad.tbl, bad.col
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Use declarative partitioning and attach the machine to the partitioned table.';
+    END IF;
+
     FOR moved IN
         SELECT DISTINCT h.oid AS history, t.relowner AS owner
           FROM fsm.binding b
@@ -114,8 +182,8 @@ BEGIN
     END LOOP;
 END
 $$;
-CREATE EVENT TRIGGER fsm_follow_table_owners ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION fsm.follow_table_owners();
+CREATE EVENT TRIGGER fsm_follow_table_changes ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION fsm.follow_table_changes();
 
 -- Ids (src/uuid7.rs); uuid7(at) and uuid7_time(id) are declared by pgrx.
 -- PARALLEL RESTRICTED: a parallel worker has its own generator, and its

@@ -8,15 +8,17 @@
 //! other read functions, which check SELECT on the table at each call.
 //!
 //! Attaching creates the binding's history table next to the entity table
-//! (append-only) and three triggers on the entity table, named `zz_fsm_…`
-//! because PostgreSQL fires BEFORE triggers in name order: ours run last
-//! and so check the value that is actually written.
+//! (append-only), or takes back the one a detach kept, and (re)creates the
+//! table's triggers (see `binding::triggers`). A partitioned table is
+//! attached as a whole: its row triggers are cloned onto every partition,
+//! present and future. A single partition and inheritance trees are
+//! refused.
 
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
-use crate::binding::{prefix, trigger_names};
+use crate::binding::{prefix, triggers};
 use crate::cache;
 use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
 use crate::machine::validate::compile_json;
@@ -33,59 +35,64 @@ struct Target {
     display: String,
     relkind: String,
     owner: pg_sys::Oid,
+    /// Whether it is a partition, or an inheritance parent or child.
+    partition: bool,
+    inherits: bool,
 }
 
 /// The table `tbl`, which the current user must own (42501 otherwise).
 fn owned_target(tbl: pg_sys::Oid) -> FsmResult<Target> {
-    let row = Spi::connect(
-        |client| -> FsmResult<Option<(String, String, String, pg_sys::Oid)>> {
-            let rows = client.select(
-            "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text, c.relowner
+    let display = crate::key::datum_text(pg_sys::Datum::from(tbl), pg_sys::REGCLASSOID);
+    let target = Spi::connect(|client| -> FsmResult<Option<Target>> {
+        let rows = client.select(
+            "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text, c.relowner,
+                    c.relispartition,
+                    EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                             WHERE (i.inhrelid OPERATOR(pg_catalog.=) c.oid AND NOT c.relispartition)
+                                OR (i.inhparent OPERATOR(pg_catalog.=) c.oid
+                                    AND c.relkind OPERATOR(pg_catalog.<>) 'p'::pg_catalog.\"char\"))
                FROM pg_catalog.pg_class c
                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
               WHERE c.oid OPERATOR(pg_catalog.=) $1",
             None,
             &[tbl.into()],
         )?;
-            let row = rows.first();
-            Ok(
-                match (
-                    row.get::<String>(1),
-                    row.get::<String>(2),
-                    row.get::<String>(3),
-                    row.get::<pg_sys::Oid>(4),
-                ) {
-                    (Ok(Some(schema)), Ok(Some(relname)), Ok(Some(relkind)), Ok(Some(owner))) => {
-                        Some((schema, relname, relkind, owner))
-                    }
-                    _ => None,
-                },
-            )
-        },
-    )?;
-    let Some((schema, relname, relkind, owner)) = row else {
+        let row = rows.first();
+        let (Ok(Some(schema)), Ok(Some(relname)), Ok(Some(relkind)), Ok(Some(owner))) = (
+            row.get::<String>(1),
+            row.get::<String>(2),
+            row.get::<String>(3),
+            row.get::<pg_sys::Oid>(4),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Target {
+            oid: tbl,
+            sql: String::new(),
+            schema,
+            relname,
+            display: display.clone(),
+            relkind,
+            owner,
+            partition: row.get::<bool>(5)?.unwrap_or(false),
+            inherits: row.get::<bool>(6)?.unwrap_or(false),
+        }))
+    })?;
+    let Some(mut target) = target else {
         return Err(FsmError::new(
             ErrorKind::UndefinedTable,
             format!("relation with oid {} does not exist", u32::from(tbl)),
         ));
     };
-    let display = crate::key::datum_text(pg_sys::Datum::from(tbl), pg_sys::REGCLASSOID);
-    if !sql::acts_as(owner) {
+    if !sql::acts_as(target.owner) {
         return Err(FsmError::new(
             ErrorKind::InsufficientPrivilege,
             format!("must be owner of table {display}"),
         )
         .hint("fsm.attach and fsm.detach are for the table's owner, as CREATE TRIGGER is."));
     }
-    Ok(Target {
-        oid: tbl,
-        sql: sql::qualified_relation(tbl)?,
-        schema,
-        relname,
-        display,
-        relkind,
-        owner,
-    })
+    target.sql = sql::qualified_relation(tbl)?;
+    Ok(target)
 }
 
 /// Attaches `machine` to `tbl.col` and returns the new history table.
@@ -122,19 +129,28 @@ fn attach_column(
     notify: Option<&str>,
 ) -> FsmResult<pg_sys::Oid> {
     let t = owned_target(tbl)?;
-    if t.relkind == "p" {
-        // Its partitions would get row triggers but its statements no
-        // flush: refused until partitioned tables are covered as a whole,
-        // rather than leaving a table whose writes fail.
+    if t.partition {
+        // Its parent's bindings already reach it through cloned triggers;
+        // a binding of its own would check and record its rows twice.
+        return Err(FsmError::new(
+            ErrorKind::FeatureNotSupported,
+            format!("\"{}\" is a partition", t.display),
+        )
+        .hint("Attach the machine to the partitioned table: its partitions, present and future, are covered."));
+    }
+    if t.inherits {
+        // Row triggers are not inherited: UPDATEs of child rows through
+        // the parent would go unchecked.
         return Err(FsmError::new(
             ErrorKind::FeatureNotSupported,
             format!(
-                "\"{}\" is a partitioned table, which fsm cannot attach yet",
+                "\"{}\" is part of an inheritance tree, which fsm does not cover",
                 t.display
             ),
-        ));
+        )
+        .hint("Use declarative partitioning, which fsm covers as a whole."));
     }
-    if t.relkind != "r" {
+    if t.relkind != "r" && t.relkind != "p" {
         return Err(FsmError::new(
             ErrorKind::WrongObjectType,
             format!("\"{}\" is not a table", t.display),
@@ -186,7 +202,7 @@ fn attach_column(
             ),
         ));
     }
-    let key_type = Spi::get_two_with_args::<pg_sys::Oid, i32>(
+    let key = Spi::get_two_with_args::<pg_sys::Oid, i32>(
         "SELECT a.atttypid, a.atttypmod
            FROM pg_catalog.pg_index i
            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
@@ -196,11 +212,12 @@ fn attach_column(
         &[tbl.into()],
     )
     .ok()
-    .and_then(|(t, m)| Some(sql::qualified_type(t?, m?)))
+    .and_then(|(t, m)| Some((t?, m?)))
     .ok_or_else(|| {
         FsmError::new(ErrorKind::InvalidTableDefinition, format!("\"{}\" has no single-column primary key", t.display))
             .hint("fsm keys history by the primary key: add one, e.g. ALTER TABLE … ADD PRIMARY KEY (id).")
     })?;
+    let key_type = sql::qualified_type(key.0, key.1);
     let attached = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM fsm.binding b WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1
                                                  AND b.col OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
@@ -218,15 +235,27 @@ fn attach_column(
     check_functions(tbl, &compiled)?;
 
     let history_name = format!("{}_{}_history", prefix(&t.relname, 28), prefix(col, 24));
-    let taken = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
-                          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                         WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name
-                           AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
-        &[t.schema.as_str().into(), history_name.as_str().into()],
-    )?
-    .unwrap_or(false);
-    if taken {
+    // A history a detach kept (same name, fsm's append-only trigger, the
+    // key type, no binding) is taken back: re-attaching continues it.
+    let (taken, kept) = Spi::get_two_with_args::<bool, bool>(
+        "SELECT c.oid IS NOT NULL,
+                c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog.\"char\"
+                AND EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                             WHERE g.tgrelid OPERATOR(pg_catalog.=) c.oid
+                               AND g.tgfoid OPERATOR(pg_catalog.=) 'fsm.refuse_history_change()'::pg_catalog.regprocedure)
+                AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) 'entity_key'
+                               AND a.atttypid OPERATOR(pg_catalog.=) $3 AND NOT a.attisdropped)
+                AND NOT EXISTS (SELECT FROM fsm.binding b WHERE b.history::pg_catalog.oid OPERATOR(pg_catalog.=) c.oid)
+           FROM (SELECT) AS one
+           LEFT JOIN (pg_catalog.pg_class c
+                      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace)
+                  ON n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name
+                 AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+        &[t.schema.as_str().into(), history_name.as_str().into(), key.0.into()],
+    )?;
+    let (taken, kept) = (taken.unwrap_or(false), kept.unwrap_or(false));
+    if taken && !kept {
         return Err(FsmError::new(
             ErrorKind::DuplicateTable,
             format!(
@@ -237,9 +266,7 @@ fn attach_column(
         .hint("Rename or drop that relation, then attach again."));
     }
     let history = format!("{}.{}", ident(&t.schema), ident(&history_name));
-    let triggers = trigger_names(col);
-    let quoted_col = ident(col);
-    let ddl = format!(
+    let create = format!(
         "CREATE TABLE {history} (
             id pg_catalog.uuid PRIMARY KEY,
             entity_key {key_type} NOT NULL,
@@ -248,34 +275,26 @@ fn attach_column(
             to_state pg_catalog.text NOT NULL,
             payload pg_catalog.jsonb,
             actor pg_catalog.text,
-            db_user pg_catalog.text NOT NULL DEFAULT CURRENT_USER
+            db_user pg_catalog.text NOT NULL DEFAULT CURRENT_USER,
+            machine_version pg_catalog.int4,
+            idempotency_key pg_catalog.text
          );
          CREATE INDEX ON {history} (entity_key, id) INCLUDE (event);
          CREATE TRIGGER fsm_append_only BEFORE UPDATE OR DELETE ON {history}
              FOR EACH STATEMENT EXECUTE FUNCTION fsm.refuse_history_change();
          CREATE TRIGGER fsm_append_only_truncate BEFORE TRUNCATE ON {history}
              FOR EACH STATEMENT EXECUTE FUNCTION fsm.refuse_history_change();
-         COMMENT ON TABLE {history} IS {comment};
-         CREATE TRIGGER {insert_trigger} BEFORE INSERT ON {table}
-             FOR EACH ROW EXECUTE FUNCTION fsm.enforce({col_literal});
-         CREATE TRIGGER {update_trigger} BEFORE UPDATE OF {quoted_col} ON {table}
-             FOR EACH ROW WHEN (OLD.{quoted_col} IS DISTINCT FROM NEW.{quoted_col})
-             EXECUTE FUNCTION fsm.enforce({col_literal});
-         CREATE TRIGGER {flush_trigger} AFTER UPDATE OF {quoted_col} ON {table}
-             FOR EACH STATEMENT EXECUTE FUNCTION fsm.enforce({col_literal});
-         ALTER TABLE {history} OWNER TO {owner};
-         REVOKE ALL ON {history} FROM PUBLIC;",
-        insert_trigger = ident(&triggers.insert),
-        update_trigger = ident(&triggers.update),
-        flush_trigger = ident(&triggers.flush),
-        table = t.sql,
-        col_literal = literal(col)?,
+         COMMENT ON TABLE {history} IS {comment};",
         comment = literal(&format!(
             "fsm history of {}.{col} (machine {machine}): append-only",
             t.display
         ))?,
+    );
+    let own = format!(
+        "ALTER TABLE {history} OWNER TO {owner}; REVOKE ALL ON {history} FROM PUBLIC;",
         owner = ident(&sql::role_name(t.owner)),
     );
+    let ddl = if kept { own } else { create + &own };
     let extension_owner = sql::extension_owner()?;
     let history_oid = sql::ddl_as(extension_owner, || -> FsmResult<pg_sys::Oid> {
         Spi::run(&ddl)?;
@@ -295,10 +314,68 @@ fn attach_column(
             "INSERT INTO fsm.binding (tbl, col, machine, history, protect, notify) VALUES ($1, $2, $3, $4, $5, $6)",
             &[tbl.into(), col.into(), machine.into(), history_oid.into(), protect.into(), notify.into()],
         )?;
+        Spi::run(&table_triggers(tbl, &t.sql)?)?;
         Ok(history_oid)
     })?;
-    cache::invalidate(tbl);
+    cache::invalidate(tbl)?;
     Ok(history_oid)
+}
+
+/// DDL that (re)creates the triggers of a table for the bindings it has
+/// now (none: drops them). One set serves every bound column; its WHEN
+/// clauses name the columns, and PostgreSQL keeps them by number, so they
+/// follow renames.
+fn table_triggers(tbl: pg_sys::Oid, table_sql: &str) -> FsmResult<String> {
+    let (columns, existing) = Spi::connect(|client| -> FsmResult<(Vec<String>, Vec<String>)> {
+        let mut columns = Vec::new();
+        for row in client.select(
+            "SELECT b.col::pg_catalog.text FROM fsm.binding b
+              WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1 ORDER BY 1",
+            None,
+            &[tbl.into()],
+        )? {
+            columns.extend(row.get::<String>(1)?);
+        }
+        let mut existing = Vec::new();
+        for row in client.select(
+            "SELECT g.tgname::pg_catalog.text FROM pg_catalog.pg_trigger g
+              WHERE g.tgrelid OPERATOR(pg_catalog.=) $1 AND NOT g.tgisinternal
+                AND g.tgname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])",
+            None,
+            &[tbl.into(), triggers::ALL.to_vec().into()],
+        )? {
+            existing.extend(row.get::<String>(1)?);
+        }
+        Ok((columns, existing))
+    })?;
+    let mut ddl: String = existing
+        .iter()
+        .map(|name| format!("DROP TRIGGER {} ON {table_sql};", ident(name)))
+        .collect();
+    if columns.is_empty() {
+        return Ok(ddl);
+    }
+    let any = |each: &dyn Fn(&str) -> String| {
+        columns
+            .iter()
+            .map(|c| each(&ident(c)))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    ddl.push_str(&format!(
+        "CREATE TRIGGER {fill} BEFORE INSERT ON {table_sql}
+             FOR EACH ROW WHEN ({null}) EXECUTE FUNCTION fsm.enforce();
+         CREATE TRIGGER {inserted} AFTER INSERT ON {table_sql}
+             FOR EACH ROW EXECUTE FUNCTION fsm.enforce();
+         CREATE TRIGGER {updated} AFTER UPDATE ON {table_sql}
+             FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION fsm.enforce();",
+        fill = ident(triggers::FILL),
+        inserted = ident(triggers::INSERTED),
+        updated = ident(triggers::UPDATED),
+        null = any(&|c| format!("NEW.{c} IS NULL")),
+        changed = any(&|c| format!("OLD.{c} IS DISTINCT FROM NEW.{c}")),
+    ));
+    Ok(ddl)
 }
 
 fn namespace_of(relid: pg_sys::Oid) -> pg_sys::Oid {
@@ -341,15 +418,7 @@ fn detach(
             )
             .hint("See SELECT * FROM fsm.bindings.")
         })?;
-        let triggers = trigger_names(&col);
-        let mut ddl = format!(
-            "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}; \
-             DROP TRIGGER IF EXISTS {} ON {table};",
-            ident(&triggers.insert),
-            ident(&triggers.update),
-            ident(&triggers.flush),
-            table = t.sql
-        );
+        let mut ddl = table_triggers(tbl, &t.sql)?;
         if drop_history && crate::args::relation_exists(history) {
             ddl.push_str(&format!(
                 "DROP TABLE {};",
@@ -359,6 +428,6 @@ fn detach(
         Spi::run(&ddl)?;
         Ok(())
     })?;
-    cache::invalidate(tbl);
+    cache::invalidate(tbl)?;
     Ok(())
 }

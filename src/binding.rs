@@ -62,19 +62,33 @@ pub enum FireStatement {
     Move { event: EventId, to: StateId },
 }
 
-/// A machine attached to one column of one table.
+/// A machine attached to one column of one table, as seen from one
+/// relation: the bound table itself, or one of its partitions (their row
+/// triggers are clones of the bound table's, and their column numbers may
+/// differ from the bound table's).
 pub struct Binding {
+    /// The relation the triggers fire on: the bound table or a partition.
     pub relid: pg_sys::Oid,
-    /// `regclass` output, for messages.
+    /// The bound table (`fsm.binding.tbl`).
+    pub bound_relid: pg_sys::Oid,
+    /// `regclass` output of the bound table, for messages.
     pub table: String,
     pub column: String,
+    /// The state column's number in `relid`.
     pub attnum: i16,
+    /// The state column's number in the bound table (what `fire` names).
+    pub bound_attnum: i16,
     pub key_attnum: i16,
     pub key: KeyType,
     pub machine_name: String,
     pub machine: Machine,
+    /// The version of the definition `machine` was compiled from: recorded
+    /// on every history row.
+    pub machine_version: i32,
     /// The history table, schema-qualified and quoted.
     pub history_table: String,
+    /// Its oid: renaming it must drop this binding from the cache.
+    pub history_relid: pg_sys::Oid,
     /// Who owns the history table: its rows are written and read as that
     /// role, so callers need no grant on it.
     pub history_owner: pg_sys::Oid,
@@ -91,15 +105,16 @@ pub struct Binding {
     /// The same for many rows at once, from arrays (see `pending`).
     pub insert_history_rows: OnceCell<KeptPlan>,
     pub notify_plan: OnceCell<KeptPlan>,
-    /// Whether the row trigger may hold history rows back (`pending`): the
-    /// AFTER UPDATE statement trigger is there and enabled, and no NOTIFY
-    /// needs the row's id at once.
-    pub batches_updates: bool,
 }
 
 impl Binding {
     pub fn runtime(&self, event: EventId) -> &EventRuntime {
         &self.events[event as usize]
+    }
+
+    /// Whether this is the binding of a partition of the bound table.
+    pub fn on_partition(&self) -> bool {
+        self.relid != self.bound_relid
     }
 
     /// A key of the table's key type as text, cut for messages.
@@ -108,23 +123,24 @@ impl Binding {
     }
 }
 
-/// Trigger names derived from the column (PostgreSQL names hold 63 bytes).
-/// The triggers `attach` creates for a column: BEFORE INSERT and BEFORE
-/// UPDATE row triggers, and the AFTER UPDATE statement trigger that
-/// appends the history rows the UPDATE held back (see `pending`).
-pub struct TriggerNames {
-    pub insert: String,
-    pub update: String,
-    pub flush: String,
-}
-
-pub fn trigger_names(column: &str) -> TriggerNames {
-    let c = prefix(column, 40);
-    TriggerNames {
-        insert: format!("zz_fsm_{c}_insert"),
-        update: format!("zz_fsm_{c}_update"),
-        flush: format!("zz_fsm_{c}_flush"),
-    }
+/// The triggers `attach` creates on a bound table, shared by all its
+/// bindings (one call per row serves every bound column, and a renamed
+/// column needs no new trigger): PostgreSQL fires triggers of one kind in
+/// name order, so `zz_` puts ours after the table's own.
+///
+/// - `FILL`, BEFORE INSERT, sets a NULL state column to the initial state;
+/// - `INSERTED`, AFTER INSERT, checks and records the row written;
+/// - `UPDATED`, AFTER UPDATE WHEN a bound column changed, checks and
+///   records the move as written, whichever trigger or SET list made it.
+///
+/// AFTER row triggers fire only for rows that were written (not for ON
+/// CONFLICT DO NOTHING, nor a row a BEFORE trigger skipped), on
+/// partitions through their parent, and see the row's final values.
+pub mod triggers {
+    pub const FILL: &str = "zz_fsm_fill";
+    pub const INSERTED: &str = "zz_fsm_inserted";
+    pub const UPDATED: &str = "zz_fsm_updated";
+    pub const ALL: [&str; 3] = [FILL, INSERTED, UPDATED];
 }
 
 /// The first `max` bytes of `s`, cut at a character boundary.
@@ -148,24 +164,24 @@ struct StoredBinding {
     notify: Option<String>,
     table: String,
     key_attnum: Option<i16>,
-    enabled_triggers: Vec<String>,
+    bound_relid: pg_sys::Oid,
+    history_relid: pg_sys::Oid,
+    machine_version: i32,
 }
 
 const LOAD_BINDINGS: &str = "
 SELECT b.col::pg_catalog.text, b.machine, m.definition, hn.nspname::pg_catalog.text,
        hc.relname::pg_catalog.text, hc.relowner, b.protect, b.notify, b.tbl::pg_catalog.text,
        (SELECT i.indkey[0] FROM pg_catalog.pg_index i
-         WHERE i.indrelid OPERATOR(pg_catalog.=) b.tbl::pg_catalog.oid AND i.indisprimary
+         WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary
            AND i.indnkeyatts OPERATOR(pg_catalog.=) 1),
-       pg_catalog.array_to_string(ARRAY(
-         SELECT t.tgname::pg_catalog.text FROM pg_catalog.pg_trigger t
-          WHERE t.tgrelid OPERATOR(pg_catalog.=) b.tbl::pg_catalog.oid
-            AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'::pg_catalog.\"char\"), E'\\n')
+       b.tbl::pg_catalog.oid, b.history::pg_catalog.oid, m.version
   FROM fsm.binding b
   JOIN fsm.machine m ON m.name OPERATOR(pg_catalog.=) b.machine
   LEFT JOIN pg_catalog.pg_class hc ON hc.oid OPERATOR(pg_catalog.=) b.history::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_namespace hn ON hn.oid OPERATOR(pg_catalog.=) hc.relnamespace
- WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1";
+ WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=)
+       COALESCE(pg_catalog.pg_partition_root($1)::pg_catalog.oid, $1)";
 
 impl StoredBinding {
     fn read(row: &Row) -> FsmResult<StoredBinding> {
@@ -192,15 +208,15 @@ impl StoredBinding {
             notify: row.text(8)?,
             table: row.text(9)?.ok_or_else(|| missing("table"))?,
             key_attnum: row.int2(10)?,
-            enabled_triggers: row
-                .text(11)?
-                .map(|s| s.lines().map(str::to_owned).collect())
-                .unwrap_or_default(),
+            bound_relid: row.oid(11)?.ok_or_else(|| missing("table"))?,
+            history_relid: row.oid(12)?.ok_or_else(|| missing("history"))?,
+            machine_version: row.int4(13)?.ok_or_else(|| missing("version"))?,
         })
     }
 }
 
-/// The bindings of `relid`, in column order, read as they are now.
+/// The bindings of `relid` (a bound table, or a partition of one), in
+/// column order, read as they are now.
 pub fn load(relid: pg_sys::Oid) -> FsmResult<Vec<Binding>> {
     let stored = connected(|| -> FsmResult<Vec<StoredBinding>> {
         let plan = KeptPlan::prepare(LOAD_BINDINGS, &[pg_sys::OIDOID]);
@@ -231,14 +247,19 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
     };
     let column_name =
         CString::new(s.column.as_str()).map_err(|_| broken("bad column name".into()))?;
-    // SAFETY: a syscache lookup by relation oid and NUL-terminated name.
-    let attnum = unsafe { pg_sys::get_attnum(relid, column_name.as_ptr()) };
-    if attnum <= 0 {
-        return Err(broken(format!(
-            "column \"{}\" no longer exists",
-            clip(&s.column)
-        )));
-    }
+    let attnum_in = |rel: pg_sys::Oid| {
+        // SAFETY: a syscache lookup by relation oid and NUL-terminated name.
+        let attnum = unsafe { pg_sys::get_attnum(rel, column_name.as_ptr()) };
+        if attnum <= 0 {
+            return Err(broken(format!(
+                "column \"{}\" no longer exists",
+                clip(&s.column)
+            )));
+        }
+        Ok(attnum)
+    };
+    let attnum = attnum_in(relid)?;
+    let bound_attnum = attnum_in(s.bound_relid)?;
     let column_type = attribute_type(relid, attnum).0;
     if column_type != pg_sys::TEXTOID && column_type != pg_sys::VARCHAROID {
         // The trigger reads the column as text: any other type must never
@@ -270,34 +291,34 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
     let machine = compile(&definition)
         .map_err(|e| stored_invalid(&s.machine_name, &e.0))?
         .machine;
-    let events = machine
-        .events
-        .iter()
-        .map(|e| EventRuntime {
-            guard: e
-                .guard
-                .as_deref()
-                .map(|g| callable::resolve(g, relid, Purpose::Guard, &e.name, &s.table)),
-            action: e
-                .action
-                .as_deref()
-                .map(|a| callable::resolve(a, relid, Purpose::Action, &e.name, &s.table)),
-        })
-        .collect();
-    // A NOTIFY carries the history id at once: no holding back.
-    let batches_updates =
-        s.notify.is_none() && s.enabled_triggers.contains(&trigger_names(&s.column).flush);
+    let events =
+        machine
+            .events
+            .iter()
+            .map(|e| EventRuntime {
+                guard: e.guard.as_deref().map(|g| {
+                    callable::resolve(g, s.bound_relid, Purpose::Guard, &e.name, &s.table)
+                }),
+                action: e.action.as_deref().map(|a| {
+                    callable::resolve(a, s.bound_relid, Purpose::Action, &e.name, &s.table)
+                }),
+            })
+            .collect();
     Ok(Binding {
         relid,
-        table_sql: sql::qualified_relation(relid)?,
+        bound_relid: s.bound_relid,
+        table_sql: sql::qualified_relation(s.bound_relid)?,
         table: s.table,
         column: s.column,
         attnum,
+        bound_attnum,
         key_attnum,
         key: KeyType::of(key_type, key_typmod, key_collation)?,
         machine_name: s.machine_name,
         machine,
+        machine_version: s.machine_version,
         history_table,
+        history_relid: s.history_relid,
         history_owner,
         protect: s.protect,
         key_column,
@@ -307,7 +328,6 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
         insert_history: OnceCell::new(),
         insert_history_rows: OnceCell::new(),
         notify_plan: OnceCell::new(),
-        batches_updates,
     })
 }
 

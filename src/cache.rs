@@ -1,83 +1,114 @@
-//! The per-backend cache of bindings, keyed by table oid and by trigger
-//! oid, and its invalidation.
+//! The per-backend cache of bindings, keyed by the oid of the relation
+//! the triggers fire on (a bound table or one of its partitions), and its
+//! invalidation.
 //!
-//! A table's entries are dropped whenever its relcache entry is
+//! A relation's entries are dropped whenever its relcache entry is
 //! invalidated. PostgreSQL sends that invalidation to every backend when the
-//! table is altered, when triggers are created, dropped, enabled or
-//! disabled (attach, detach), and when `create_machine(replace => true)`
-//! asks for it on each bound table, so no backend acts on a stale machine.
-//! Entries still in use up the stack stay alive through their `Rc`.
+//! table is altered or renamed, when triggers are created or dropped
+//! (attach, detach), and when `create_machine(replace => true)` asks for
+//! it on each bound table and its partitions (`invalidate`). Renaming a
+//! history table invalidates the history table, and renaming a schema only
+//! its namespace entry: both drop what named them. Entries still in use up
+//! the stack stay alive through their `Rc`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
 
 use crate::binding::{self, Binding};
-use crate::error::{clip, ErrorKind, FsmError, FsmResult};
+use crate::error::{ErrorKind, FsmError, FsmResult};
 
 pub type TableBindings = Rc<Vec<Rc<Binding>>>;
 
 thread_local! {
-    static BY_TABLE: RefCell<HashMap<pg_sys::Oid, TableBindings>> = RefCell::new(HashMap::new());
-    static BY_TRIGGER: RefCell<HashMap<pg_sys::Oid, Rc<Binding>>> = RefCell::new(HashMap::new());
+    static BY_RELATION: RefCell<HashMap<pg_sys::Oid, TableBindings>> = RefCell::new(HashMap::new());
 }
 
-/// Registers the relcache callback that empties the cache; once per backend.
+/// Registers the callbacks that empty the cache; once per backend.
 pub fn register_invalidation() {
-    // SAFETY: the callback is a plain function that never raises.
+    // SAFETY: the callbacks are plain functions that never raise.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(
             Some(on_relcache_invalidation),
             pg_sys::Datum::from(0),
-        )
-    };
+        );
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_namespace_invalidation),
+            pg_sys::Datum::from(0),
+        );
+    }
 }
 
-/// Forgets what we know of `relid` (or of everything, for InvalidOid).
+/// Forgets what we know of `relid` (or of everything, for InvalidOid),
+/// including the bindings whose history table it is.
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let _ = BY_TABLE.try_with(|m| {
+    forget(|b| relid == pg_sys::InvalidOid || b.relid == relid || b.history_relid == relid);
+}
+
+/// A schema renamed (or dropped): the quoted names we keep may be stale.
+unsafe extern "C-unwind" fn on_namespace_invalidation(
+    _arg: pg_sys::Datum,
+    _cache: i32,
+    _hash: u32,
+) {
+    forget(|_| true);
+}
+
+fn forget(stale: impl Fn(&Binding) -> bool) {
+    let _ = BY_RELATION.try_with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
-            if relid == pg_sys::InvalidOid {
-                m.clear();
-            } else {
-                m.remove(&relid);
-            }
+            m.retain(|_, bindings| !bindings.iter().any(|b| stale(b)));
         }
     });
-    let _ = BY_TRIGGER.try_with(|m| {
+    // An unbound relation's empty entry has no binding to test: drop those
+    // on any invalidation, they are one lookup to rebuild.
+    let _ = BY_RELATION.try_with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
-            if relid == pg_sys::InvalidOid {
-                m.clear();
-            } else {
-                m.retain(|_, b| b.relid != relid);
-            }
+            m.retain(|_, bindings| !bindings.is_empty());
         }
     });
 }
 
-/// Asks every backend to reload the bindings of `relid` at its next use.
-pub fn invalidate(relid: pg_sys::Oid) {
-    // SAFETY: queues a transactional invalidation message.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+/// Asks every backend to reload the bindings of `relid` and of its
+/// partitions at their next use.
+pub fn invalidate(relid: pg_sys::Oid) -> FsmResult<()> {
+    let mut members = vec![relid];
+    pgrx::Spi::connect(|client| -> FsmResult<()> {
+        for row in client.select(
+            "SELECT t.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) t
+              WHERE t.relid::pg_catalog.oid OPERATOR(pg_catalog.<>) $1",
+            None,
+            &[relid.into()],
+        )? {
+            members.extend(row.get::<pg_sys::Oid>(1)?);
+        }
+        Ok(())
+    })?;
+    for member in members {
+        // SAFETY: queues a transactional invalidation message.
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(member) };
+    }
+    Ok(())
 }
 
-/// The bindings of a table (empty when nothing is attached).
+/// The bindings seen from a relation (empty when nothing is attached to
+/// it or to the partitioned table it belongs to).
 pub fn table_bindings(relid: pg_sys::Oid) -> FsmResult<TableBindings> {
-    if let Some(found) = BY_TABLE.with(|m| m.borrow().get(&relid).cloned()) {
+    if let Some(found) = BY_RELATION.with(|m| m.borrow().get(&relid).cloned()) {
         return Ok(found);
     }
     let loaded: TableBindings = Rc::new(binding::load(relid)?.into_iter().map(Rc::new).collect());
-    BY_TABLE.with(|m| m.borrow_mut().insert(relid, loaded.clone()));
+    BY_RELATION.with(|m| m.borrow_mut().insert(relid, loaded.clone()));
     Ok(loaded)
 }
 
 /// The bindings of a table that must have some: 42704 when none is attached.
 pub fn attached_bindings(relid: pg_sys::Oid) -> FsmResult<TableBindings> {
     let bindings = table_bindings(relid)?;
-    if bindings.is_empty() {
+    if bindings.is_empty() || bindings[0].on_partition() {
         return Err(FsmError::new(
             ErrorKind::UndefinedObject,
             format!(
@@ -85,46 +116,7 @@ pub fn attached_bindings(relid: pg_sys::Oid) -> FsmResult<TableBindings> {
                 crate::key::datum_text(pg_sys::Datum::from(relid), pg_sys::REGCLASSOID)
             ),
         )
-        .hint("Attach one with fsm.attach(table, column, machine)."));
+        .hint("Attach one with fsm.attach(table, column, machine); a partition is reached through its partitioned table."));
     }
     Ok(bindings)
-}
-
-/// The binding a trigger enforces: the hot path's only lookup, by trigger oid.
-pub fn trigger_binding(trigger: &pg_sys::Trigger, relid: pg_sys::Oid) -> FsmResult<Rc<Binding>> {
-    if let Some(found) = BY_TRIGGER.with(|m| m.borrow().get(&trigger.tgoid).cloned()) {
-        return Ok(found);
-    }
-    let column = trigger_column(trigger)?;
-    let binding = table_bindings(relid)?
-        .iter()
-        .find(|b| b.column == column)
-        .cloned()
-        .ok_or_else(|| {
-            FsmError::new(
-                ErrorKind::UndefinedObject,
-                format!(
-                    "column \"{}\" of {} has an fsm trigger but no binding",
-                    clip(&column),
-                    crate::key::datum_text(pg_sys::Datum::from(relid), pg_sys::REGCLASSOID)
-                ),
-            )
-            .hint("Run fsm.detach() and fsm.attach() again, or drop the trigger.")
-        })?;
-    BY_TRIGGER.with(|m| m.borrow_mut().insert(trigger.tgoid, binding.clone()));
-    Ok(binding)
-}
-
-/// The column name passed as the trigger's one argument.
-fn trigger_column(trigger: &pg_sys::Trigger) -> FsmResult<String> {
-    if trigger.tgnargs < 1 || trigger.tgargs.is_null() {
-        return Err(FsmError::new(
-            ErrorKind::InvalidTableDefinition,
-            "fsm.enforce() must be created by fsm.attach(), with the column as its argument",
-        ));
-    }
-    // SAFETY: tgargs holds tgnargs (>= 1) NUL-terminated strings.
-    Ok(unsafe { CStr::from_ptr(*trigger.tgargs) }
-        .to_string_lossy()
-        .into_owned())
 }

@@ -1,16 +1,20 @@
-//! The row trigger `fsm.enforce()`: the hot path.
+//! The row triggers behind `fsm.enforce()`: the hot path.
 //!
-//! `attach` creates it twice per bound column: `BEFORE INSERT`, and
-//! `BEFORE UPDATE OF <col> … WHEN (OLD.<col> IS DISTINCT FROM NEW.<col>)`, so
-//! UPDATEs that leave the state alone never call it. Per row it does one
-//! hash lookup (trigger oid -> compiled binding), two state-name lookups, and
-//! one execution of a kept plan for the history row; nothing is parsed or
-//! planned per row.
+//! `attach` creates three per bound table, shared by its bindings (see
+//! `binding::triggers`): BEFORE INSERT fills a NULL state column with the
+//! initial state; AFTER INSERT and AFTER UPDATE (`WHEN` a bound column
+//! changed, so UPDATEs that leave the states alone never call it) check
+//! the row as it was written and hold its history row (see `pending`).
+//! Checking after the write sees the final values, whatever trigger or SET
+//! list made them, and only rows that were written: a refusal there fails
+//! the statement, so nothing of it remains. Per row: one hash lookup
+//! (relation oid -> compiled bindings), two state-name lookups, one id;
+//! nothing is parsed or planned per row.
 //!
-//! It is written against the raw V1 calling convention so it can return the
-//! executor's own tuple untouched on UPDATE (no copy per row). Refusals are
-//! raised with their SQLSTATE: a trigger returning `Err` would surface as
-//! XX000 "Trigger function panic", which would be a bug.
+//! Written against the raw V1 calling convention so BEFORE INSERT can
+//! return the executor's own tuple untouched (no copy per row). Refusals
+//! are raised with their SQLSTATE: a trigger returning `Err` would surface
+//! as XX000 "Trigger function panic", which would be a bug.
 
 use std::rc::Rc;
 
@@ -20,7 +24,9 @@ use pgrx::prelude::*;
 use crate::binding::Binding;
 use crate::error::{clip, ErrorKind, FsmError, FsmResult};
 use crate::history::{self, Entry};
+use crate::json::Jsonb;
 use crate::key::Key;
+use crate::machine::{EventId, StateId};
 use crate::pending;
 use crate::transition::{
     check_requirements, event_of_update, run_action, take_fire_context, Subject,
@@ -46,34 +52,52 @@ unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;
     let timing = event & pg_sys::TRIGGER_EVENT_TIMINGMASK;
     let operation = event & pg_sys::TRIGGER_EVENT_OPMASK;
-    // SAFETY: the trigger manager sets tg_relation and tg_trigger.
-    let (relid, desc, trigger) = unsafe {
+    // SAFETY: the trigger manager sets tg_relation.
+    let (relid, desc) = unsafe {
         let relation = td.tg_relation;
-        ((*relation).rd_id, (*relation).rd_att, &*td.tg_trigger)
+        ((*relation).rd_id, (*relation).rd_att)
     };
-    let b = crate::cache::trigger_binding(trigger, relid)?;
-    let tuple = match (row_level, timing, operation) {
-        (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_INSERT) => {
-            // SAFETY: the row being inserted, described by its relation's
-            // descriptor, which the binding was loaded for.
-            on_insert(&b, unsafe { Row::new(td.tg_trigtuple, desc) }).tuple
-        }
-        (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_UPDATE) => {
-            // SAFETY: the old and new rows of this UPDATE, as above.
-            let (old, new) = unsafe { (Row::new(td.tg_trigtuple, desc), Row::new(td.tg_newtuple, desc)) };
-            on_update(&b, old, new).tuple
-        }
-        (false, pg_sys::TRIGGER_EVENT_AFTER, pg_sys::TRIGGER_EVENT_UPDATE) => {
-            pending::flush(&b);
-            std::ptr::null_mut()
-        }
-        _ => {
-            return Err(FsmError::new(
+    // A table whose binding was removed behind our back keeps working,
+    // unchecked, rather than refusing every write.
+    let bindings = crate::cache::table_bindings(relid)?;
+    let tuple =
+        match (row_level, timing, operation) {
+            (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_INSERT) => {
+                // SAFETY: the row being inserted, described by its relation's
+                // descriptor, which the bindings were loaded for.
+                let mut row = unsafe { Row::new(td.tg_trigtuple, desc) };
+                for b in bindings.iter() {
+                    row = fill(b, row);
+                }
+                row.tuple
+            }
+            (true, pg_sys::TRIGGER_EVENT_AFTER, pg_sys::TRIGGER_EVENT_INSERT) => {
+                // SAFETY: the row as inserted, as above.
+                let row = unsafe { Row::new(td.tg_trigtuple, desc) };
+                for b in bindings.iter() {
+                    on_insert(b, row);
+                }
+                std::ptr::null_mut()
+            }
+            (true, pg_sys::TRIGGER_EVENT_AFTER, pg_sys::TRIGGER_EVENT_UPDATE) => {
+                // SAFETY: the old and new rows as written, as above.
+                let (old, new) = unsafe {
+                    (
+                        Row::new(td.tg_trigtuple, desc),
+                        Row::new(td.tg_newtuple, desc),
+                    )
+                };
+                for b in bindings.iter() {
+                    on_update(b, old, new);
+                }
+                std::ptr::null_mut()
+            }
+            _ => return Err(FsmError::new(
                 ErrorKind::WrongObjectType,
-                "fsm.enforce() runs BEFORE INSERT or UPDATE FOR EACH ROW, or AFTER UPDATE FOR EACH STATEMENT",
-            ))
-        }
-    };
+                "fsm.enforce() runs BEFORE INSERT, AFTER INSERT or AFTER UPDATE, FOR EACH ROW; \
+                 run fsm.detach() and fsm.attach() to recreate its triggers",
+            )),
+        };
     Ok(pg_sys::Datum::from(tuple))
 }
 
@@ -126,7 +150,8 @@ impl Row {
         unsafe { Key::of_key_type(datum) }
     }
 
-    /// A copy of the row with the state column set to `value`.
+    /// A copy of the row with the state column set to `value` (the
+    /// column is text or varchar, and every state name fits its length).
     fn with_state(self, b: &Binding, value: &str) -> Row {
         let datum = value.into_datum().expect("text datum");
         let column = b.attnum as i32;
@@ -146,27 +171,52 @@ impl Row {
         Row { tuple, ..self }
     }
 
-    /// The row as a composite datum, for a guard or an action.
-    fn composite(self) -> pg_sys::Datum {
-        // SAFETY: the tuple with its own descriptor.
-        unsafe { pg_sys::heap_copy_tuple_as_datum(self.tuple, self.desc) }
+    /// The row as a composite datum of the bound table's row type, for a
+    /// guard or an action: a partition's row is converted by column name.
+    fn composite(self, b: &Binding) -> pg_sys::Datum {
+        if !b.on_partition() {
+            // SAFETY: the tuple with its own descriptor.
+            return unsafe { pg_sys::heap_copy_tuple_as_datum(self.tuple, self.desc) };
+        }
+        // SAFETY: the bound table's row type is a live composite type; the
+        // map (NULL when the layouts match) converts a tuple of `desc` to
+        // it; the descriptor's reference is released after the copy.
+        unsafe {
+            let bound = pg_sys::lookup_rowtype_tupdesc(pg_sys::get_rel_type_id(b.bound_relid), -1);
+            let map = pg_sys::convert_tuples_by_name(self.desc, bound);
+            let tuple = if map.is_null() {
+                self.tuple
+            } else {
+                pg_sys::execute_attr_map_tuple(self.tuple, map)
+            };
+            let datum = pg_sys::heap_copy_tuple_as_datum(tuple, bound);
+            pg_sys::DecrTupleDescRefCount(bound);
+            datum
+        }
     }
 }
 
-/// INSERT: a NULL state becomes the initial state; any other state than
-/// the initial one is refused.
-fn on_insert(b: &Binding, row: Row) -> Row {
+/// BEFORE INSERT: a NULL state becomes the initial state.
+fn fill(b: &Binding, row: Row) -> Row {
+    if row.state(b).is_some() {
+        return row;
+    }
+    let machine = &b.machine;
+    row.with_state(b, &machine.state(machine.initial).name)
+}
+
+/// AFTER INSERT: the row must have been written in the initial state.
+fn on_insert(b: &Rc<Binding>, row: Row) {
     let machine = &b.machine;
     let initial = machine.state(machine.initial).name.as_str();
     let key = row.key(b);
-    let row = match row.state(b) {
-        None => row.with_state(b, initial),
-        Some(state) if state == initial => row,
-        Some(state) => FsmError::new(
+    match row.state(b) {
+        Some(state) if state == initial => {}
+        state => FsmError::new(
             ErrorKind::NotAllowed,
             format!(
-                "a new row must start in the initial state \"{initial}\", not \"{}\" (table {}, key {})",
-                clip(state),
+                "a new row must start in the initial state \"{initial}\", not {} (table {}, key {})",
+                state.map_or("NULL".into(), |s| format!("\"{}\"", clip(s))),
                 b.table,
                 b.key_text(key.datum())
             ),
@@ -176,34 +226,21 @@ fn on_insert(b: &Binding, row: Row) -> Row {
             b.column
         ))
         .raise(),
-    };
-    // `key` still points into the tuple the executor handed us, which
-    // outlives this call even when with_state made a copy.
-    history::append(
-        b,
-        &Entry {
-            key,
-            event: None,
-            from: None,
-            to: initial,
-            payload: None,
-        },
-    );
-    row
+    }
+    record(b, key, None, machine.initial, None, || row.composite(b));
 }
 
-/// UPDATE that changes the state: a declared event must lead from the old
-/// to the new state, and its roles, payload schema and guard must agree.
-fn on_update(b: &Rc<Binding>, old: Row, new: Row) -> Row {
-    let key = new.key(b);
+/// AFTER UPDATE that changed the state: a declared event must lead from
+/// the old to the new state, and its roles, payload schema and guard must
+/// agree (unless `fire` checked them already).
+fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
     let old_state = old.state(b).unwrap_or("");
-    let subject = Subject {
-        binding: b,
-        key,
-        state: old_state,
-    };
-    let machine = &b.machine;
     let Some(new_state) = new.state(b) else {
+        let subject = Subject {
+            binding: b,
+            key: new.key(b),
+            state: old_state,
+        };
         subject
             .refuse(
                 ErrorKind::NotAllowed,
@@ -211,30 +248,35 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) -> Row {
             )
             .raise()
     };
-    let from = machine.state_id(old_state).unwrap_or_else(|| {
+    if old_state == new_state {
+        // Another bound column of the table changed.
+        return;
+    }
+    let key = new.key(b);
+    let subject = Subject {
+        binding: b,
+        key,
+        state: old_state,
+    };
+    let machine = &b.machine;
+    let not_a_state = |state: &str| {
         subject
             .refuse(
                 ErrorKind::NotAllowed,
                 format!(
                     "\"{}\" is not a state of machine \"{}\"",
-                    clip(old_state),
-                    b.machine_name
-                ),
-            )
-            .raise()
-    });
-    let Some(to) = machine.state_id(new_state) else {
-        subject
-            .refuse(
-                ErrorKind::NotAllowed,
-                format!(
-                    "\"{}\" is not a state of machine \"{}\"",
-                    clip(new_state),
+                    clip(state),
                     b.machine_name
                 ),
             )
             .raise()
     };
+    let from = machine
+        .state_id(old_state)
+        .unwrap_or_else(|| not_a_state(old_state));
+    let to = machine
+        .state_id(new_state)
+        .unwrap_or_else(|| not_a_state(new_state));
 
     let (event, payload) = match take_fire_context(b, key, from, to) {
         Some(fired) => fired,
@@ -251,29 +293,45 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) -> Row {
                     .raise()
             }
             let event = event_of_update(&subject, from, to).unwrap_or_else(|e| e.raise());
-            check_requirements(&subject, event, None, || new.composite())
+            check_requirements(&subject, event, None, || new.composite(b))
                 .unwrap_or_else(|e| e.raise());
             (event, None)
         }
     };
-    // A plain UPDATE's history row waits for the statement's end (see
-    // `pending`), unless something must see it now: an action, or the
-    // binding's NOTIFY (`batches_updates` is false then).
-    let has_action = b.runtime(event).action.is_some();
-    if b.batches_updates && payload.is_none() && !has_action {
-        pending::hold(b, key, event, from, to);
-        return new;
+    record(b, key, Some((event, from)), to, payload, || {
+        new.composite(b)
+    });
+}
+
+/// Records a written change: held until the statement ends (see
+/// `pending`), unless something must see its history row now: an action,
+/// the binding's NOTIFY (which carries the row's id), or a payload.
+fn record(
+    b: &Rc<Binding>,
+    key: Key,
+    moved: Option<(EventId, StateId)>,
+    to: StateId,
+    payload: Option<Jsonb>,
+    row: impl FnOnce() -> pg_sys::Datum,
+) {
+    let event = moved.map(|(e, _)| e);
+    let has_action = event.is_some_and(|e| b.runtime(e).action.is_some());
+    if payload.is_none() && !has_action && b.notify.is_none() {
+        pending::hold(b, key, event, moved.map(|(_, f)| f), to);
+        return;
     }
+    let machine = &b.machine;
     history::append(
         b,
         &Entry {
             key,
-            event: Some(&machine.event(event).name),
-            from: Some(old_state),
-            to: new_state,
+            event: event.map(|e| machine.event(e).name.as_str()),
+            from: moved.map(|(_, f)| machine.state(f).name.as_str()),
+            to: &machine.state(to).name,
             payload,
         },
     );
-    run_action(b, event, payload, || new.composite()).unwrap_or_else(|e| e.raise());
-    new
+    if let Some(event) = event {
+        run_action(b, event, payload, row).unwrap_or_else(|e| e.raise());
+    }
 }

@@ -218,8 +218,8 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
         return Ok(target_name);
     }
     let _scope = FireScope::enter(FireContext {
-        relid: b.relid,
-        attnum: b.attnum,
+        relid: b.bound_relid,
+        attnum: b.bound_attnum,
         key: table_key,
         from: Some(from),
         to: target,
@@ -353,8 +353,8 @@ fn try_one_statement(
         return Ok(None);
     }
     let _scope = FireScope::enter(FireContext {
-        relid: b.relid,
-        attnum: b.attnum,
+        relid: b.bound_relid,
+        attnum: b.bound_attnum,
         key,
         from: None,
         to: target,

@@ -27,14 +27,15 @@ pub struct Entry<'a> {
     pub payload: Option<Jsonb>,
 }
 
-/// One transition whose history row is not written yet (held by
-/// `pending` until its statement ends).
+/// One written change whose history row is not appended yet (held by
+/// `pending` until its statement ends). `event` and `from` are `None` for
+/// an INSERT.
 pub struct Held {
     pub id: [u8; 16],
-    /// A copy in `TopTransactionContext` for by-reference key types.
+    /// A copy in `pending`'s memory context for by-reference key types.
     pub key: pg_sys::Datum,
-    pub event: EventId,
-    pub from: StateId,
+    pub event: Option<EventId>,
+    pub from: Option<StateId>,
     pub to: StateId,
 }
 
@@ -50,8 +51,8 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
         let plan = b.insert_history.get_or_init(|| {
             KeptPlan::prepare(
                 &format!(
-                    "INSERT INTO {} (id, entity_key, event, from_state, to_state, payload, actor, db_user) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO {} (id, entity_key, event, from_state, to_state, payload, actor, db_user, machine_version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     b.history_table
                 ),
                 &[
@@ -63,6 +64,7 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
                     pg_sys::JSONBOID,
                     pg_sys::TEXTOID,
                     pg_sys::TEXTOID,
+                    pg_sys::INT4OID,
                 ],
             )
         });
@@ -75,6 +77,7 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
             e.payload.map(Jsonb::datum),
             actor_datum(),
             Some(current_user_datum()),
+            b.machine_version.into_datum(),
         ];
         as_user(b.history_owner, Restrict::Restricted, || {
             plan.execute(&args, false)
@@ -95,8 +98,8 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
             let entry = Entry {
                 // SAFETY: held keys are copies of key-type datums.
                 key: unsafe { Key::of_key_type(one.key) },
-                event: Some(&machine.event(one.event).name),
-                from: Some(&machine.state(one.from).name),
+                event: one.event.map(|e| machine.event(e).name.as_str()),
+                from: one.from.map(|s| machine.state(s).name.as_str()),
                 to: &machine.state(one.to).name,
                 payload: None,
             };
@@ -108,8 +111,8 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
         let plan = b.insert_history_rows.get_or_init(|| {
             KeptPlan::prepare(
                 &format!(
-                    "INSERT INTO {} (id, entity_key, event, from_state, to_state, actor, db_user) \
-                     SELECT u.id, u.k, u.e, u.f, u.t, $6, $7 \
+                    "INSERT INTO {} (id, entity_key, event, from_state, to_state, actor, db_user, machine_version) \
+                     SELECT u.id, u.k, u.e, u.f, u.t, $6, $7, $8 \
                        FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), \
                                        pg_catalog.unnest($4), pg_catalog.unnest($5)) AS u(id, k, e, f, t)",
                     b.history_table
@@ -122,6 +125,7 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
                     pg_sys::TEXTARRAYOID,
                     pg_sys::TEXTOID,
                     pg_sys::TEXTOID,
+                    pg_sys::INT4OID,
                 ],
             )
         });
@@ -132,10 +136,20 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
             .map(|r| pg_sys::Datum::from(r.id.as_ptr()))
             .collect();
         let keys: Vec<pg_sys::Datum> = rows.iter().map(|r| r.key).collect();
-        let events: Vec<pg_sys::Datum> =
-            rows.iter().map(|r| names.event(machine, r.event)).collect();
-        let froms: Vec<pg_sys::Datum> = rows.iter().map(|r| names.state(machine, r.from)).collect();
-        let tos: Vec<pg_sys::Datum> = rows.iter().map(|r| names.state(machine, r.to)).collect();
+        let events: Vec<Option<pg_sys::Datum>> = rows
+            .iter()
+            .map(|r| r.event.map(|e| names.event(machine, e)))
+            .collect();
+        let froms: Vec<Option<pg_sys::Datum>> = rows
+            .iter()
+            .map(|r| r.from.map(|s| names.state(machine, s)))
+            .collect();
+        let tos: Vec<Option<pg_sys::Datum>> = rows
+            .iter()
+            .map(|r| Some(names.state(machine, r.to)))
+            .collect();
+        let ids: Vec<Option<pg_sys::Datum>> = ids.into_iter().map(Some).collect();
+        let keys: Vec<Option<pg_sys::Datum>> = keys.into_iter().map(Some).collect();
         let args = [
             Some(array(&ids, UUID)),
             Some(array(&keys, b.key.storage)),
@@ -144,6 +158,7 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
             Some(array(&tos, TEXT)),
             actor_datum(),
             Some(current_user_datum()),
+            b.machine_version.into_datum(),
         ];
         as_user(b.history_owner, Restrict::Restricted, || {
             plan.execute(&args, false)
@@ -167,14 +182,26 @@ const TEXT: TypeStorage = TypeStorage {
     array_type: pg_sys::TEXTARRAYOID,
 };
 
-/// A one-dimensional array of `elements`, pallocated in the SPI context.
-fn array(elements: &[pg_sys::Datum], element: TypeStorage) -> pg_sys::Datum {
-    // SAFETY: every element is a datum of the element type; construct_array
-    // copies them.
+/// A one-dimensional array of `elements` (`None` for NULL), pallocated in
+/// the SPI context.
+fn array(elements: &[Option<pg_sys::Datum>], element: TypeStorage) -> pg_sys::Datum {
+    let mut values: Vec<pg_sys::Datum> = elements
+        .iter()
+        .map(|e| e.unwrap_or(pg_sys::Datum::from(0)))
+        .collect();
+    let mut nulls: Vec<bool> = elements.iter().map(Option::is_none).collect();
+    let mut dims = [elements.len() as i32];
+    let mut lower_bounds = [1];
+    // SAFETY: every non-NULL element is a datum of the element type;
+    // values, nulls, dims and lower bounds describe one dimension of
+    // `elements.len()` items; construct_md_array copies them.
     pg_sys::Datum::from(unsafe {
-        pg_sys::construct_array(
-            elements.as_ptr() as *mut pg_sys::Datum,
-            elements.len() as i32,
+        pg_sys::construct_md_array(
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+            1,
+            dims.as_mut_ptr(),
+            lower_bounds.as_mut_ptr(),
             element.type_oid,
             element.len as i32,
             element.by_value,

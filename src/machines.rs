@@ -148,7 +148,7 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
     })?;
     for (table, _) in &bound {
         check_functions(*table, &compiled)?;
-        cache::invalidate(*table);
+        cache::invalidate(*table)?;
     }
     for w in &compiled.warnings {
         pgrx::warning!("machine \"{name}\": {w}");
@@ -330,6 +330,7 @@ pub fn check_rows_fit(
         .iter()
         .map(|s| s.name.as_str())
         .collect();
+    check_states_fit_column(table, column, &states)?;
     let query = format!(
         "SELECT COALESCE(t.{col}::pg_catalog.text, 'NULL'), pg_catalog.count(*) FROM {tbl} t \
           WHERE t.{col} IS NULL OR t.{col}::pg_catalog.text OPERATOR(pg_catalog.<>) ALL ($1) \
@@ -369,6 +370,41 @@ pub fn check_rows_fit(
         ),
     )
     .hint("Move those rows to states of the machine first."))
+}
+
+/// Every state name must fit a `varchar(n)` column: the trigger writes
+/// the initial state itself, past PostgreSQL's own length check.
+fn check_states_fit_column(table: pg_sys::Oid, column: &str, states: &[&str]) -> FsmResult<()> {
+    let found = Spi::get_two_with_args::<pg_sys::Oid, i32>(
+        "SELECT a.atttypid, a.atttypmod FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+            AND NOT a.attisdropped",
+        &[table.into(), column.into()],
+    )
+    .ok();
+    let Some((Some(type_oid), Some(typmod))) = found else {
+        return Ok(());
+    };
+    // varchar's typmod is its length plus the 4-byte header; -1: no limit.
+    if type_oid != pg_sys::VARCHAROID || typmod < 4 {
+        return Ok(());
+    }
+    let max = (typmod - 4) as usize;
+    match states.iter().find(|s| s.chars().count() > max) {
+        None => Ok(()),
+        Some(long) => Err(FsmError::new(
+            ErrorKind::DatatypeMismatch,
+            format!(
+                "state \"{}\" is longer than column {}.{} holds (varchar({max}))",
+                clip(long),
+                datum_text(pg_sys::Datum::from(table), pg_sys::REGCLASSOID),
+                clip(column)
+            ),
+        )
+        .hint(
+            "Widen the column (ALTER TABLE … ALTER COLUMN … TYPE text) or shorten the state names.",
+        )),
+    }
 }
 
 /// Every guard and action must exist for the table's row type.

@@ -1,20 +1,28 @@
-//! History rows of plain UPDATEs, held until their statement ends and then
-//! appended with one `INSERT … SELECT FROM unnest(…)`.
+//! History rows of written rows, held until their statement ends and then
+//! appended with one `INSERT … SELECT FROM unnest(…)` per binding.
 //!
 //! Why: appending through SPI once per row costs more than the row's own
 //! UPDATE; one INSERT per statement costs about what the hand-written floor
-//! pays (W3 in BENCH.md). The row trigger still checks each row as it
-//! comes and makes its id then, so ids keep the order of the moves.
+//! pays (W3 in BENCH.md). The AFTER row triggers hold a row only once the
+//! change is written, and make its id then, so ids keep the order of the
+//! moves and no row is held for a change that was not written.
 //!
-//! Rows wait in backend memory, tagged with the subtransaction level that
-//! made them. The binding's `AFTER UPDATE … FOR EACH STATEMENT` trigger
-//! appends them; so does the row trigger itself every `FLUSH_AT` rows, to
-//! bound memory. A subtransaction abort drops the rows it made. A commit
-//! with rows still waiting (their statement trigger never ran) fails rather
-//! than lose history. Rows with a payload or an action are never held: an
-//! action may read the history row it follows.
+//! When held rows are appended:
+//! - at the end of every executor run (`ExecutorFinish`, after its AFTER
+//!   triggers fired), whatever table the statement named: an UPDATE through
+//!   a partitioned or inheritance parent, MERGE, a nested statement;
+//! - after every utility statement (COPY);
+//! - when `FLUSH_AT` rows are held, so memory stays bounded;
+//! - before commit and PREPARE TRANSACTION, for any other path (logical
+//!   replication's apply worker fires triggers outside the executor);
+//! - before a read function looks at history.
+//!
+//! Rows are tagged with the subtransaction level that wrote them: a
+//! subtransaction abort drops the rows it held, a RELEASE hands them to
+//! the parent level. Keys of by-reference types are copied into a memory
+//! context of our own, emptied whenever nothing is held.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -24,7 +32,7 @@ use crate::history::{self, Held};
 use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, StateId};
 
-/// Rows held for one binding before the row trigger appends them itself.
+/// Rows held in all before they are appended.
 const FLUSH_AT: usize = 10_000;
 
 struct Batch {
@@ -35,6 +43,12 @@ struct Batch {
 
 thread_local! {
     static HELD: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
+    static HELD_COUNT: Cell<usize> = const { Cell::new(0) };
+    /// Where held keys live; a child of TopTransactionContext, so it dies
+    /// with the transaction at the latest.
+    static KEYS: Cell<pg_sys::MemoryContext> = const { Cell::new(std::ptr::null_mut()) };
+    static PREVIOUS_FINISH: Cell<pg_sys::ExecutorFinish_hook_type> = const { Cell::new(None) };
+    static PREVIOUS_UTILITY: Cell<pg_sys::ProcessUtility_hook_type> = const { Cell::new(None) };
 }
 
 fn nest_level() -> i32 {
@@ -42,22 +56,22 @@ fn nest_level() -> i32 {
     unsafe { pg_sys::GetCurrentTransactionNestLevel() }
 }
 
-/// Holds the history row of one transition until the statement ends.
-pub fn hold(b: &Rc<Binding>, key: Key, event: EventId, from: StateId, to: StateId) {
-    let key = keep_until_commit(key.datum(), b.key.storage);
+/// Holds the history row of one written change until its statement ends.
+/// `event` and `from` are `None` for an INSERT.
+pub fn hold(b: &Rc<Binding>, key: Key, event: Option<EventId>, from: Option<StateId>, to: StateId) {
     let row = Held {
         id: crate::uuid7::next_bytes(),
-        key,
+        key: keep(key.datum(), b.key.storage),
         event,
         from,
         to,
     };
     let level = nest_level();
-    let full = HELD.with(|held| {
+    HELD.with(|held| {
         let mut held = held.borrow_mut();
         let batch = match held
             .iter_mut()
-            .position(|x| same_binding(&x.binding, b) && x.level == level)
+            .position(|x| Rc::ptr_eq(&x.binding, b) && x.level == level)
         {
             Some(i) => &mut held[i],
             None => {
@@ -70,23 +84,41 @@ pub fn hold(b: &Rc<Binding>, key: Key, event: EventId, from: StateId, to: StateI
             }
         };
         batch.rows.push(row);
-        batch.rows.len() >= FLUSH_AT
     });
-    if full {
-        flush(b);
+    let count = HELD_COUNT.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    if count >= FLUSH_AT {
+        flush();
     }
 }
 
-/// A copy of a key datum that lives as long as the transaction (the
-/// tuple it came from does not outlive the row's trigger call).
-fn keep_until_commit(key: pg_sys::Datum, storage: TypeStorage) -> pg_sys::Datum {
+/// A copy of a key datum in the held keys' context (the tuple it came
+/// from does not outlive the trigger call).
+fn keep(key: pg_sys::Datum, storage: TypeStorage) -> pg_sys::Datum {
     if storage.by_value {
         return key;
     }
+    let context = KEYS.with(|k| {
+        if k.get().is_null() {
+            // SAFETY: a new child of the live TopTransactionContext.
+            k.set(unsafe {
+                pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::TopTransactionContext,
+                    c"fsm held history keys".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                )
+            });
+        }
+        k.get()
+    });
     // SAFETY: a datum of the key type: `len` bytes, or a varlena that
     // pg_detoast_datum_copy copies (detoasted) into the current context.
     unsafe {
-        let saved = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
+        let saved = pg_sys::MemoryContextSwitchTo(context);
         let copy = if storage.len > 0 {
             let bytes = pg_sys::palloc(storage.len as usize);
             std::ptr::copy_nonoverlapping(
@@ -103,35 +135,115 @@ fn keep_until_commit(key: pg_sys::Datum, storage: TypeStorage) -> pg_sys::Datum 
     }
 }
 
-/// Appends the rows held for `b` at this subtransaction level or deeper.
-/// Called by the statement trigger, and by `hold` when a batch is full.
-pub fn flush(b: &Binding) {
-    let level = nest_level();
-    let batches: Vec<Batch> = HELD.with(|held| {
-        let mut held = held.borrow_mut();
-        let (mine, others) = std::mem::take(&mut *held)
-            .into_iter()
-            .partition(|x| same_binding(&x.binding, b) && x.level >= level);
-        *held = others;
-        mine
-    });
-    for batch in batches {
+/// Appends every held row. The batches are taken out first, so an
+/// append's own statement (which ends in `ExecutorFinish` too) finds
+/// nothing to do.
+pub fn flush() {
+    if HELD_COUNT.with(Cell::get) == 0 {
+        return;
+    }
+    let batches: Vec<Batch> = HELD.with(|held| std::mem::take(&mut *held.borrow_mut()));
+    HELD_COUNT.with(|c| c.set(0));
+    for batch in &batches {
         history::append_rows(&batch.binding, &batch.rows);
+    }
+    drop(batches);
+    release_keys();
+}
+
+/// Empties the held keys' context once nothing refers to it.
+fn release_keys() {
+    if HELD_COUNT.with(Cell::get) != 0 {
+        return;
+    }
+    KEYS.with(|k| {
+        if !k.get().is_null() {
+            // SAFETY: no held row points into it any more.
+            unsafe { pg_sys::MemoryContextReset(k.get()) };
+        }
+    });
+}
+
+fn forget_all() {
+    let _ = HELD.try_with(|held| held.borrow_mut().clear());
+    let _ = HELD_COUNT.try_with(|c| c.set(0));
+    // TopTransactionContext, its parent, is being reset or deleted.
+    let _ = KEYS.try_with(|k| k.set(std::ptr::null_mut()));
+}
+
+/// Registers the executor and utility hooks and the transaction
+/// callbacks; once per backend.
+pub fn register_callbacks() {
+    // SAFETY: _PG_init runs once per backend, before any other code of
+    // ours; the previous hooks are kept and called.
+    unsafe {
+        PREVIOUS_FINISH.with(|p| p.set(pg_sys::ExecutorFinish_hook));
+        pg_sys::ExecutorFinish_hook = Some(executor_finish);
+        PREVIOUS_UTILITY.with(|p| p.set(pg_sys::ProcessUtility_hook));
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
     }
 }
 
-/// By table and column, not by pointer: the statement trigger may see a
-/// binding reloaded after an invalidation.
-fn same_binding(a: &Binding, b: &Binding) -> bool {
-    a.relid == b.relid && a.attnum == b.attnum
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: the hook chain's contract: call the previous hook or the
+    // standard function with the same query; an ERROR raised by another
+    // extension's hook is caught at the boundary and re-raised.
+    unsafe {
+        match PREVIOUS_FINISH.with(Cell::get) {
+            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(query)),
+            None => pg_sys::standard_ExecutorFinish(query),
+        }
+    }
+    flush();
 }
 
-/// Registers the transaction callbacks; once per backend.
-pub fn register_callbacks() {
-    // SAFETY: plain functions, registered once, that never unwind.
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    statement: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    environment: *mut pg_sys::QueryEnvironment,
+    destination: *mut pg_sys::DestReceiver,
+    completion: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: as above, the same arguments passed down the chain.
     unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+        match PREVIOUS_UTILITY.with(Cell::get) {
+            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                previous(
+                    statement,
+                    query,
+                    read_only_tree,
+                    context,
+                    params,
+                    environment,
+                    destination,
+                    completion,
+                )
+            }),
+            None => pg_sys::standard_ProcessUtility(
+                statement,
+                query,
+                read_only_tree,
+                context,
+                params,
+                environment,
+                destination,
+                completion,
+            ),
+        }
+    }
+    // COMMIT and ROLLBACK end the transaction inside the call: nothing is
+    // held then (pre-commit appended it, abort dropped it).
+    // SAFETY: reads the transaction state.
+    if unsafe { pg_sys::IsTransactionState() } {
+        flush();
     }
 }
 
@@ -142,20 +254,13 @@ unsafe extern "C-unwind" fn on_xact_event(
 ) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            let waiting: usize = HELD.with(|held| held.borrow().iter().map(|b| b.rows.len()).sum());
-            if waiting > 0 {
-                HELD.with(|held| held.borrow_mut().clear());
-                pgrx::ereport!(
-                    ERROR,
-                    pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format!("fsm: {waiting} history rows were never appended: the statement trigger of a binding did not run"),
-                    "Enable the zz_fsm_<column>_flush trigger again, or detach and attach the machine."
-                );
-            }
+            flush();
         }
-        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            let _ = HELD.try_with(|held| held.borrow_mut().clear());
-        }
+        pg_sys::XactEvent::XACT_EVENT_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PREPARE
+        | pg_sys::XactEvent::XACT_EVENT_ABORT
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => forget_all(),
         _ => {}
     }
 }
@@ -167,8 +272,20 @@ unsafe extern "C-unwind" fn on_subxact_event(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        let level = nest_level();
-        let _ = HELD.try_with(|held| held.borrow_mut().retain(|b| b.level < level));
-    }
+    // The subtransaction ending is still the current one here.
+    let level = nest_level();
+    let _ = HELD.try_with(|held| {
+        let mut held = held.borrow_mut();
+        match event {
+            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => held.retain(|b| b.level < level),
+            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
+                for batch in held.iter_mut().filter(|b| b.level >= level) {
+                    batch.level = level - 1;
+                }
+            }
+            _ => {}
+        }
+        let count = held.iter().map(|b| b.rows.len()).sum();
+        let _ = HELD_COUNT.try_with(|c| c.set(count));
+    });
 }

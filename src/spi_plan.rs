@@ -201,6 +201,10 @@ impl Row {
         Ok(self.typed(n, pg_sys::INT2OID)?.map(|d| d.value() as i16))
     }
 
+    pub fn int4(&self, n: i32) -> FsmResult<Option<i32>> {
+        Ok(self.typed(n, pg_sys::INT4OID)?.map(|d| d.value() as i32))
+    }
+
     pub fn bool(&self, n: i32) -> FsmResult<Option<bool>> {
         Ok(self.typed(n, pg_sys::BOOLOID)?.map(|d| d.value() != 0))
     }

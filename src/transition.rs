@@ -100,7 +100,7 @@ pub fn check_requirements(
 /// The table's row type, from the syscache.
 fn row_type(b: &Binding) -> pg_sys::Oid {
     // SAFETY: a syscache lookup of the bound table.
-    unsafe { pg_sys::get_rel_type_id(b.relid) }
+    unsafe { pg_sys::get_rel_type_id(b.bound_relid) }
 }
 
 fn current_user_is_member(role: &str) -> bool {
@@ -173,7 +173,7 @@ pub fn event_of_update(subject: &Subject, from: StateId, to: StateId) -> FsmResu
 }
 
 /// What `fsm.fire` tells the trigger about the UPDATE it is about to run:
-/// the row it is for (table, column, key), the event it already checked,
+/// the row it is for (bound table, its column number, key), the event it already checked,
 /// and the payload to record. `from` is `None` when fire's UPDATE itself
 /// only matches rows in a state the event leads from (see `fire`).
 #[derive(Clone, Copy)]
@@ -250,8 +250,8 @@ pub fn take_fire_context(
         );
     // The key comparison runs outside the borrow: a key type's equality
     // may be user code.
-    if context.relid != b.relid
-        || context.attnum != b.attnum
+    if context.relid != b.bound_relid
+        || context.attnum != b.bound_attnum
         || !moves
         || !b.key.equal(context.key, key)
     {
