@@ -29,9 +29,10 @@ else
   cargo pgrx test pg15
 fi
 
-echo "== install, then pg_regress and concurrency against throwaway clusters"
+echo "== install, then pg_regress, isolation specs, concurrency and fuzz against throwaway clusters"
 cargo pgrx install --pg-config "$PG_CONFIG"
 bash scripts/regress.sh
+bash tests/isolation/run.sh
 bash tests/concurrency/run.sh
 bash tests/fuzz/run.sh
 echo "== all tests passed"

@@ -48,6 +48,12 @@ pub extern "C-unwind" fn _PG_init() {
     settings::register();
     cache::register_invalidation();
     pending::register_callbacks();
+    machine::on_long_loops(check_for_interrupts);
+}
+
+/// PostgreSQL's CHECK_FOR_INTERRUPTS, for the model's long loops.
+fn check_for_interrupts() {
+    pgrx::check_for_interrupts!();
 }
 
 /// Required by `cargo pgrx test`.

@@ -14,7 +14,9 @@
 //! - after every utility statement (COPY);
 //! - when `FLUSH_AT` rows are held, so memory stays bounded;
 //! - before commit and PREPARE TRANSACTION, for any other path (logical
-//!   replication's apply worker fires triggers outside the executor);
+//!   replication's apply worker fires triggers outside the executor, and
+//!   the statement during which this library is loaded ran its executor
+//!   before the hook was installed);
 //! - before a read function looks at history.
 //!
 //! Rows are tagged with the subtransaction level that wrote them: a
@@ -144,8 +146,24 @@ pub fn flush() {
     }
     let batches: Vec<Batch> = HELD.with(|held| std::mem::take(&mut *held.borrow_mut()));
     HELD_COUNT.with(|c| c.set(0));
+    // Before commit (or in a statement whose executor started before this
+    // library was loaded, so no hook of ours saw it finish) there is no
+    // active snapshot; SPI needs one.
+    // SAFETY: reads and pushes the snapshot stack of a live transaction;
+    // an ERROR in between is cleaned up by transaction abort.
+    let pushed = unsafe {
+        let missing = !pg_sys::ActiveSnapshotSet();
+        if missing {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        missing
+    };
     for batch in &batches {
         history::append_rows(&batch.binding, &batch.rows);
+    }
+    if pushed {
+        // SAFETY: pops the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
     }
     drop(batches);
     release_keys();

@@ -1122,3 +1122,29 @@ fn mermaid_shows_isolated_states() {
         "limbo missing:\n{out}"
     );
 }
+
+#[test]
+fn expansion_is_capped_and_the_error_names_the_count() {
+    // 400 non-final states, one event from "*" to a list of 400 targets:
+    // 160,000 transitions, over the cap.
+    let states: serde_json::Map<String, serde_json::Value> = (0..400)
+        .map(|i| {
+            let state = if i == 0 {
+                serde_json::json!({"initial": true})
+            } else {
+                serde_json::json!({})
+            };
+            (format!("s{i}"), state)
+        })
+        .collect();
+    let targets: Vec<String> = (0..400).map(|i| format!("s{i}")).collect();
+    let def = serde_json::json!({
+        "states": states,
+        "events": {"jump": {"from": "*", "to": targets}}
+    });
+    let message = reject(&def);
+    assert_eq!(
+        message,
+        "event \"jump\" brings the expanded transitions to 160000, more than the 100000 a machine may have"
+    );
+}

@@ -16,6 +16,10 @@ use super::definition::{Definition, EventDef, OneOrMany};
 pub const MAX_STATES: usize = 1000;
 pub const MAX_EVENTS: usize = 1000;
 pub const MAX_NAME_BYTES: usize = 200;
+/// Transitions after `*`, `+` and target lists are expanded: enough for
+/// any machine a person can read, small enough that compiling one stays
+/// well under a second and a few MB in every backend that caches it.
+pub const MAX_TRANSITIONS: usize = 100_000;
 
 /// A rule the definition breaks; the message names the state or event.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -102,8 +106,16 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
     let mut events = Vec::with_capacity(def.events.len());
     let mut transitions = Vec::new();
     for (event_index, (name, e)) in def.events.iter().enumerate() {
+        crate::machine::check_interrupts();
         let targets = resolve_targets(name, e, &state_id)?;
-        for (from, to) in expand_sources(name, e, &targets, &states, &state_id)? {
+        let pairs = expand_sources(name, e, &targets, &states, &state_id)?;
+        if transitions.len() + pairs.len() > MAX_TRANSITIONS {
+            return err(format!(
+                "event \"{name}\" brings the expanded transitions to {}, more than the {MAX_TRANSITIONS} a machine may have",
+                transitions.len() + pairs.len()
+            ));
+        }
+        for (from, to) in pairs {
             transitions.push(Transition {
                 event: event_index as u16,
                 from,
