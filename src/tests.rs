@@ -514,4 +514,183 @@ mod tests {
             Some("r".into())
         );
     }
+
+    /// `ORDER` without the payload schema: plain UPDATEs may move rows.
+    const PLAIN_ORDER: &str = r#"{"states": {"created": {"initial": true}, "paid": {}, "shipped": {"final": true}},
+        "events": {"pay": {"from": "created", "to": "paid"}, "ship": {"from": "paid", "to": "shipped"}}}"#;
+
+    fn setup_plain_orders(table_sql: &str) {
+        Spi::run(&format!(
+            "SELECT fsm.create_machine('order', '{PLAIN_ORDER}')"
+        ))
+        .unwrap();
+        Spi::run(table_sql).unwrap();
+        Spi::run("SELECT fsm.attach('orders', 'status', 'order')").unwrap();
+        Spi::run("INSERT INTO orders (id) VALUES (1), (2)").unwrap();
+    }
+
+    /// The history of orders, oldest first, as "event:from>to" (INSERT
+    /// rows as ">to").
+    fn trail() -> String {
+        one::<String>(
+            "SELECT string_agg(coalesce(event, '') || ':' || coalesce(from_state, '') || '>' || to_state, ' ' ORDER BY id)
+               FROM orders_status_history",
+        )
+        .unwrap_or_default()
+    }
+
+    /// Rows that were not written leave no history; an upsert's move is
+    /// checked and recorded as a move.
+    #[pg_test]
+    fn upserts_record_exactly_what_they_wrote() {
+        setup_plain_orders("CREATE TABLE orders (id bigint PRIMARY KEY, status text)");
+        Spi::run("INSERT INTO orders (id) VALUES (1) ON CONFLICT DO NOTHING").unwrap();
+        Spi::run(
+            "INSERT INTO orders (id, status) VALUES (2, 'paid') ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status",
+        )
+        .unwrap();
+        assert_eq!(trail(), ":>created :>created pay:created>paid");
+        let (code, _) = error_of(
+            "INSERT INTO orders (id, status) VALUES (2, 'created') ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status",
+        );
+        assert_eq!(code, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            one::<String>("SELECT status FROM orders WHERE id = 2"),
+            Some("paid".into())
+        );
+    }
+
+    /// A BEFORE trigger of the user's that sets the state (the SET list does
+    /// not name it) is checked and recorded; one that skips the row leaves
+    /// no history.
+    #[pg_test]
+    fn changes_made_by_other_triggers_are_checked_and_recorded() {
+        setup_plain_orders("CREATE TABLE orders (id bigint PRIMARY KEY, status text)");
+        Spi::run(
+            "CREATE FUNCTION ship_it() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN NEW.status := 'shipped'; RETURN NEW; END $$;
+             CREATE TRIGGER a_ship BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION ship_it();",
+        )
+        .unwrap();
+        let (code, message) = error_of("UPDATE orders SET id = id WHERE id = 1");
+        assert_eq!(code, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            message,
+            r#"no event leads to "shipped" (table orders, key 1, state "created")"#
+        );
+        Spi::run(
+            "DROP TRIGGER a_ship ON orders;
+             CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+             CREATE TRIGGER zzz_skip BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION skip();
+             INSERT INTO orders (id) VALUES (3);",
+        )
+        .unwrap();
+        assert_eq!(trail(), ":>created :>created");
+    }
+
+    /// A partitioned table is attached as a whole; its partitions are
+    /// reached through it, and one alone cannot be attached.
+    #[pg_test]
+    fn partitioned_tables_are_covered_as_a_whole() {
+        setup_plain_orders(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status text) PARTITION BY RANGE (id);
+             CREATE TABLE orders_a PARTITION OF orders FOR VALUES FROM (0) TO (10);",
+        );
+        Spi::run(
+            "CREATE TABLE orders_b PARTITION OF orders FOR VALUES FROM (10) TO (20);
+             INSERT INTO orders (id) VALUES (11);
+             UPDATE orders_b SET status = 'paid';",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT fsm.fire('orders', 1, 'pay')"),
+            Some("paid".into())
+        );
+        assert_eq!(
+            trail(),
+            ":>created :>created :>created pay:created>paid pay:created>paid"
+        );
+        let (code, _) = error_of("UPDATE orders_a SET status = 'created' WHERE id = 1");
+        assert_eq!(code, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        let (code, _) = error_of("SELECT fsm.attach('orders_b', 'status', 'order')");
+        assert_eq!(code, ERRCODE_FEATURE_NOT_SUPPORTED);
+    }
+
+    /// Renames are followed; drops the binding cannot follow are refused.
+    #[pg_test]
+    fn schema_changes_are_followed_or_refused() {
+        setup_plain_orders("CREATE TABLE orders (id bigint PRIMARY KEY, status text)");
+        Spi::run("ALTER TABLE orders RENAME COLUMN status TO state").unwrap();
+        assert_eq!(
+            one::<String>("SELECT col::text FROM fsm.bindings WHERE tbl = 'orders'::regclass"),
+            Some("state".into())
+        );
+        Spi::run(
+            "UPDATE orders SET state = 'paid' WHERE id = 1; INSERT INTO orders (id) VALUES (3)",
+        )
+        .unwrap();
+        assert_eq!(trail(), ":>created :>created pay:created>paid :>created");
+        let (code, _) = error_of("DROP TABLE orders_status_history");
+        assert_eq!(code, ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST);
+        let (code, _) = error_of("ALTER TABLE orders DROP CONSTRAINT orders_pkey");
+        assert_eq!(code, ERRCODE_INVALID_TABLE_DEFINITION);
+    }
+
+    /// A definition whose `*` sources and target lists expand past the cap
+    /// is refused with the count, before anything is stored.
+    #[pg_test]
+    fn expansion_is_capped() {
+        let states: Vec<String> = (0..400)
+            .map(|i| {
+                format!(
+                    r#""s{i}": {}"#,
+                    if i == 0 { r#"{"initial": true}"# } else { "{}" }
+                )
+            })
+            .collect();
+        let targets: Vec<String> = (0..400).map(|i| format!(r#""s{i}""#)).collect();
+        let definition = format!(
+            r#"{{"states": {{{}}}, "events": {{"jump": {{"from": "*", "to": [{}]}}}}}}"#,
+            states.join(", "),
+            targets.join(", ")
+        );
+        let (code, message) =
+            error_of(&format!("SELECT fsm.create_machine('big', '{definition}')"));
+        assert_eq!(code, ERRCODE_INVALID_OBJECT_DEFINITION);
+        assert!(
+            message.contains("brings the expanded transitions to 160000"),
+            "{message}"
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM fsm.machines"), Some(0));
+    }
+
+    /// A Rust panic inside one of fsm's V1 functions (the convention of
+    /// the trigger, fire and the read functions) becomes an ERROR; the
+    /// session, and its transaction after a rollback to savepoint, go on.
+    #[pg_test]
+    fn a_panic_becomes_an_error_and_the_session_goes_on() {
+        setup_orders();
+        let (code, message) = error_of("SELECT tests.fsm_panics()");
+        assert_eq!(code, ERRCODE_INTERNAL_ERROR);
+        assert_eq!(message, "fsm test: a deliberate panic");
+        assert_eq!(
+            one::<String>(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 1}')"#),
+            Some("paid".into())
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM orders_status_history WHERE event = 'pay'"),
+            Some(1)
+        );
+    }
+
+    v1_function!(fsm_panics, pg_finfo_fsm_panics, panics);
+
+    unsafe fn panics(_: pg_sys::FunctionCallInfo) -> crate::error::FsmResult<pg_sys::Datum> {
+        panic!("fsm test: a deliberate panic")
+    }
+
+    pgrx::extension_sql!(
+        "CREATE FUNCTION tests.fsm_panics() RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fsm_panics';",
+        name = "test_panics"
+    );
 }
