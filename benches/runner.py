@@ -141,6 +141,10 @@ W3_SQL = {
                 SELECT gen_random_uuid(), id, 'pay', 'created', 'paid', current_setting('fsm.actor', true) FROM u""",
     "plpgsql": "UPDATE bench.w3_pl SET status = 'paid' WHERE status = 'created'",
     "fsm": "UPDATE bench.w3_fsm SET status = 'paid' WHERE status = 'created'",
+    "floor (partitioned)": """WITH u AS (UPDATE bench.w3_floorpart SET status = 'paid' WHERE status = 'created' RETURNING id)
+                INSERT INTO bench.w3_floorpart_history (id, entity_key, event, from_state, to_state, actor)
+                SELECT gen_random_uuid(), id, 'pay', 'created', 'paid', current_setting('fsm.actor', true) FROM u""",
+    "fsm (partitioned)": "UPDATE bench.w3_fsmpart SET status = 'paid' WHERE status = 'created'",
 }
 
 
@@ -151,7 +155,8 @@ def w3(m):
         log(f"W3 round {r + 1}: fresh tables")
         psql(sql="SELECT bench.drop_variants('w3')")
         psql(sql="SELECT bench.make_variants('w3', ARRAY['bare', 'floor', 'pl', 'fsm'])")
-        for t in ("bare", "floor", "pl", "fsm"):
+        psql(sql="SELECT bench.make_partitioned_variants('w3', 4)")
+        for t in ("bare", "floor", "pl", "fsm", "floorpart", "fsmpart"):
             psql(sql=f"INSERT INTO bench.w3_{t} (id, status) SELECT g, 'created' FROM generate_series(1, {rows}) g")
         psql(sql="VACUUM ANALYZE")
         psql(sql="CHECKPOINT")
@@ -160,6 +165,8 @@ def w3(m):
     return [dict(id="W3", title=f"W3 one UPDATE moving {rows:,} rows", unit="ms",
                  higher_is_better=False, values=values, baseline="floor",
                  targets=[("fsm", "floor", 1.0, "≤ 1.0× floor"),
+                          ("fsm (partitioned)", "floor (partitioned)", 1.0,
+                           "≤ 1.0× floor, both on a table of 4 hash partitions"),
                           ("fsm", "plpgsql", 0.5, "≥ 2× faster than plpgsql"),
                           ("fsm", "bare UPDATE", 2.5, "stretch: ≤ 2.5× bare UPDATE")])]
 

@@ -122,6 +122,34 @@ BEGIN
 END
 $make$;
 
+-- The same table partitioned by hash of the key into `parts` partitions:
+-- `<p>_floorpart` (with its history table) and `<p>_fsmpart` (attached as a
+-- whole), for W3 on a partitioned table.
+CREATE FUNCTION bench.make_partitioned_variants(p text, parts integer) RETURNS void
+LANGUAGE plpgsql AS $make$
+DECLARE
+    v text;
+BEGIN
+    FOREACH v IN ARRAY ARRAY['floorpart', 'fsmpart'] LOOP
+        EXECUTE format('CREATE TABLE bench.%I (id bigint PRIMARY KEY, status text, note integer NOT NULL DEFAULT 0)
+                        PARTITION BY HASH (id)', p || '_' || v);
+        FOR i IN 0 .. parts - 1 LOOP
+            EXECUTE format('CREATE TABLE bench.%I PARTITION OF bench.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+                           p || '_' || v || '_' || i, p || '_' || v, parts, i);
+        END LOOP;
+    END LOOP;
+    EXECUTE format($$
+        CREATE TABLE bench.%1$I (id uuid PRIMARY KEY, entity_key bigint NOT NULL, event text,
+                                 from_state text, to_state text NOT NULL, payload jsonb,
+                                 actor text, db_user text NOT NULL DEFAULT current_user);
+        CREATE INDEX ON bench.%1$I (entity_key, id);
+        CREATE FUNCTION bench.may_ship(o bench.%2$I, payload jsonb) RETURNS boolean
+        LANGUAGE plpgsql AS 'BEGIN RETURN o.id IS NOT NULL; END';$$,
+        p || '_floorpart_history', p || '_fsmpart');
+    PERFORM fsm.attach(format('bench.%I', p || '_fsmpart')::regclass, 'status', 'bench_order');
+END
+$make$;
+
 -- Drops what make_variants made (fsm bindings and their history first).
 CREATE FUNCTION bench.drop_variants(prefix text) RETURNS void
 LANGUAGE plpgsql AS $drop$
@@ -131,9 +159,10 @@ BEGIN
     FOR r IN SELECT tbl FROM fsm.bindings WHERE tbl::text LIKE 'bench.' || prefix || '\_%' LOOP
         PERFORM fsm.detach(r.tbl, 'status', drop_history => true);
     END LOOP;
+    -- Partitioned tables go with their partitions.
     FOR r IN SELECT c.oid::regclass AS tbl FROM pg_class c
-              WHERE c.relnamespace = 'bench'::regnamespace AND c.relkind = 'r'
-                AND c.relname LIKE prefix || '\_%' LOOP
+              WHERE c.relnamespace = 'bench'::regnamespace AND c.relkind IN ('r', 'p')
+                AND NOT c.relispartition AND c.relname LIKE prefix || '\_%' LOOP
         EXECUTE format('DROP TABLE %s CASCADE', r.tbl);
     END LOOP;
     FOR r IN SELECT f.oid::regprocedure AS fn FROM pg_proc f
