@@ -203,3 +203,16 @@ ALTER TABLE short ALTER COLUMN status TYPE varchar(8);
 SELECT fsm.attach('short', 'status', 'payment') AS history_table;
 INSERT INTO short VALUES (1);
 SELECT status FROM short;
+
+-- Held history rows are bounded: a 30,000-row UPDATE with text keys
+-- appends them in batches, and the memory that held their keys is emptied
+-- as soon as nothing is held (it is not kept until commit).
+CREATE TABLE slips (code text PRIMARY KEY, status text);
+SELECT fsm.attach('slips', 'status', 'payment') AS history_table;
+INSERT INTO slips (code) SELECT 'slip-' || lpad(g::text, 40, '0') FROM generate_series(1, 30000) g;
+BEGIN;
+UPDATE slips SET status = 'paid';
+SELECT count(*) AS moves FROM slips_status_history WHERE event = 'pay';
+SELECT name, total_bytes <= 65536 AS small FROM pg_backend_memory_contexts
+ WHERE name = 'fsm held history keys';
+COMMIT;
