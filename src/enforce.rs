@@ -271,26 +271,30 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
             )
             .raise()
     };
-    let from = machine
-        .state_id(old_state)
-        .unwrap_or_else(|| not_a_state(old_state));
-    let to = machine
-        .state_id(new_state)
-        .unwrap_or_else(|| not_a_state(new_state));
+    let protected = || -> ! {
+        subject
+            .refuse(
+                ErrorKind::InsufficientPrivilege,
+                format!(
+                    "{} is protected: change it with fsm.fire(), not UPDATE",
+                    b.column
+                ),
+            )
+            .raise()
+    };
+    let (from, to) = match (machine.state_id(old_state), machine.state_id(new_state)) {
+        (Some(from), Some(to)) => (from, to),
+        // A protected column refuses every direct change, whatever it writes.
+        _ if b.protect => protected(),
+        (None, _) => not_a_state(old_state),
+        (_, None) => not_a_state(new_state),
+    };
 
     let (event, payload) = match take_fire_context(b, key, from, to) {
         Some(fired) => fired,
         None => {
             if b.protect {
-                subject
-                    .refuse(
-                        ErrorKind::InsufficientPrivilege,
-                        format!(
-                            "{} is protected: change it with fsm.fire(), not UPDATE",
-                            b.column
-                        ),
-                    )
-                    .raise()
+                protected()
             }
             let event = event_of_update(&subject, from, to).unwrap_or_else(|e| e.raise());
             check_requirements(&subject, event, None, || new.composite(b))

@@ -135,6 +135,9 @@ SELECT fsm.detach('shop.orders', 'status', drop_history => true);
 SELECT fsm.attach('shop.orders', 'status', 'shop_order', protect => true) IS NOT NULL AS attached;
 UPDATE shop.orders SET status = 'cancelled' WHERE id = 5;
 \echo :LAST_ERROR_SQLSTATE
+-- ... whatever value it writes, a state or not.
+UPDATE shop.orders SET status = 'no such state' WHERE id = 5;
+\echo :LAST_ERROR_SQLSTATE
 SELECT fsm.fire('shop.orders', 5, 'refund');
 
 -- UPDATEs that leave the column alone are not checked at all.
