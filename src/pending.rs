@@ -8,9 +8,10 @@
 //! moves and no row is held for a change that was not written.
 //!
 //! When held rows are appended:
-//! - at the end of every executor run (`ExecutorFinish`, after its AFTER
-//!   triggers fired), whatever table the statement named: an UPDATE through
-//!   a partitioned or inheritance parent, MERGE, a nested statement;
+//! - at the end of every executor run of a writing statement
+//!   (`ExecutorFinish`, after its AFTER triggers fired), whatever table it
+//!   named: an UPDATE through a partitioned parent, MERGE, a nested
+//!   statement;
 //! - after every utility statement (COPY);
 //! - when `FLUSH_AT` rows are held, so memory stays bounded;
 //! - before commit and PREPARE TRANSACTION, for any other path (logical
@@ -215,7 +216,16 @@ unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
             None => pg_sys::standard_ExecutorFinish(query),
         }
     }
-    flush();
+    // Only after a statement that writes: a read-only query (a guard's
+    // SELECT while an UPDATE's AFTER triggers fire) must not write.
+    // SAFETY: the query descriptor and its plan live until ExecutorEnd.
+    let writes = unsafe {
+        (*query).operation != pg_sys::CmdType::CMD_SELECT
+            || (!(*query).plannedstmt.is_null() && (*(*query).plannedstmt).hasModifyingCTE)
+    };
+    if writes {
+        flush();
+    }
 }
 
 #[pgrx::pg_guard]
