@@ -131,8 +131,9 @@ impl Row {
         }
     }
 
-    /// The row's key. A NULL key is refused (23502) before anything uses
-    /// it: BEFORE row triggers run before PostgreSQL's own NOT NULL check.
+    /// The row's key. PostgreSQL's NOT NULL check of the primary key runs
+    /// before AFTER triggers; a NULL is still refused (23502) here rather
+    /// than read, should a key column ever reach us without it.
     fn key(self, b: &Binding) -> Key {
         let mut is_null = false;
         // SAFETY: key_attnum is the primary key column of this relation.
