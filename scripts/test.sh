@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, clippy, unit tests of the pure model,
 # #[pg_test]s, the pg_regress specification (security suite included), the
-# concurrency test and the fuzz test of the SQL surface. Installs what is
-# missing first (scripts/setup.sh). Exits non-zero when anything fails.
+# isolation specs, the concurrency test, the fuzz test of the SQL surface,
+# dump and restore, SIGKILL faults, and the upgrade from the last release.
+# Installs what is missing first (scripts/setup.sh). Exits non-zero when
+# anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -35,4 +37,9 @@ bash scripts/regress.sh
 bash tests/isolation/run.sh
 bash tests/concurrency/run.sh
 bash tests/fuzz/run.sh
+echo "== dump and restore, SIGKILL faults"
+bash tests/dump_restore/run.sh
+bash tests/faults/run.sh
+echo "== upgrade from the last release (builds it; leaves the current version installed)"
+bash tests/upgrade/run.sh
 echo "== all tests passed"
