@@ -4,8 +4,9 @@
 # appends no history row, and enforcement is on in the restored database.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/pg-env.sh
 source scripts/throwaway-pg.sh
-BIN=/usr/lib/postgresql/15/bin
+BIN=$PGBIN
 out=$(mktemp -d /tmp/fsm-dump.XXXXXX)
 chmod 777 "$out"
 trap 'stop_throwaway_pg; rm -rf "$out"' EXIT

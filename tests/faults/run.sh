@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export FSM_PG_OPTS="-c fsync=on"
+source scripts/pg-env.sh
 source scripts/throwaway-pg.sh
 fail() { echo "FAIL: $*"; exit 1; }
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }

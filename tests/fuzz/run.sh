@@ -7,6 +7,7 @@
 #   bash tests/fuzz/run.sh --seed 7 --count 5000
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/pg-env.sh
 source scripts/throwaway-pg.sh
 export FSM_PG_LOG="$PG_TMP/log"
 psql -X -q -v ON_ERROR_STOP=1 \

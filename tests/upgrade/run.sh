@@ -10,10 +10,11 @@
 #     same bindings made on the fresh install;
 #   - the history made on the old version is intact, and enforcement and
 #     fire work after the upgrade.
-# Leaves the current version installed, whatever happens.
+# Leaves the current version installed, whatever happens. FSM_PG=18 runs it
+# on PostgreSQL 18 (scripts/pg-env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+source scripts/pg-env.sh
 repo=$(pwd)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 read -r released commit < <(grep -v '^#' sql/releases | tail -n 1)
@@ -22,16 +23,17 @@ if [ "$released" != "$version" ] && [ ! -f "sql/fsm--$released--$version.sql" ];
   fail "Cargo.toml says $version but sql/fsm--$released--$version.sql does not exist"
 fi
 
-install_current() { cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null 2>&1; }
+install_current() { install_fsm >/dev/null 2>&1; }
 trap 'install_current' EXIT
 
 echo "== build fsm $released from $commit"
-old_src=$repo/target/upgrade-src-$released
+old_src=$repo/target/upgrade-src-$released-pg$FSM_PG
 rm -rf "$old_src" && mkdir -p "$old_src"
 git archive "$commit" | tar -x -C "$old_src"
-(cd "$old_src" && CARGO_TARGET_DIR=$repo/target/upgrade-$released \
-   cargo pgrx install --pg-config "$PG_CONFIG" >"$repo/target/upgrade-$released.log" 2>&1) \
-  || { tail -40 "$repo/target/upgrade-$released.log"; fail "could not build $released"; }
+old_log=$repo/target/upgrade-$released-pg$FSM_PG.log
+(cd "$old_src" && CARGO_TARGET_DIR=$repo/target/upgrade-$released-pg$FSM_PG \
+   cargo pgrx install --pg-config "$PG_CONFIG" $PG_FEATURES >"$old_log" 2>&1) \
+  || { tail -40 "$old_log"; fail "could not build $released"; }
 
 source scripts/throwaway-pg.sh
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }

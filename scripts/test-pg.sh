@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The in-database layers of scripts/test.sh on one PostgreSQL, chosen by
+# FSM_PG (15 or 18, scripts/pg-env.sh): clippy for that version's build,
+# #[pg_test], then, with fsm installed, pg_regress, isolation specs,
+# concurrency, fuzz, dump/restore, SIGKILL faults and the upgrade test, each
+# against a throwaway cluster of its own. Exits non-zero when anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/pg-env.sh
+say() { echo "== PostgreSQL $FSM_PG: $*"; }
+
+say "cargo clippy (every unsafe block documented: Cargo.toml [lints])"
+cargo clippy --all-targets $PG_FEATURES -- -D warnings
+
+say "#[pg_test] (in-database)"
+if [ "$(id -u)" -eq 0 ]; then
+  # initdb refuses root: run the test cluster as the postgres OS user.
+  pgdata=$(mktemp -d /tmp/fsm-pgtest.XXXXXX)
+  chown postgres "$pgdata"
+  chmod o+rx "$HOME" 2>/dev/null || true
+  cargo pgrx test "pg$FSM_PG" --runas postgres --pgdata "$pgdata/data"
+  rm -rf "$pgdata"
+else
+  cargo pgrx test "pg$FSM_PG"
+fi
+
+say "install, then pg_regress, isolation specs, concurrency and fuzz against throwaway clusters"
+install_fsm
+bash scripts/regress.sh
+bash tests/isolation/run.sh
+bash tests/concurrency/run.sh
+bash tests/fuzz/run.sh
+say "dump and restore, SIGKILL faults"
+bash tests/dump_restore/run.sh
+bash tests/faults/run.sh
+say "upgrade from the last release (builds it; leaves the current version installed)"
+bash tests/upgrade/run.sh
+say "passed"
