@@ -13,6 +13,17 @@ CREATE TABLE fsm.machine (
 );
 COMMENT ON TABLE fsm.machine IS 'fsm machines: the normalized definition of each, and its version';
 
+-- Every version of every machine, as stored (fsm.machine_definition(name,
+-- version)): history rows name the version they were checked against.
+CREATE TABLE fsm.machine_version (
+    machine    text NOT NULL REFERENCES fsm.machine (name) ON DELETE CASCADE,
+    version    integer NOT NULL CHECK (version > 0),
+    definition jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (machine, version)
+);
+COMMENT ON TABLE fsm.machine_version IS 'fsm machines: every stored version of each definition';
+
 -- The expanded model, written by fsm.create_machine from the compiled machine.
 CREATE TABLE fsm.machine_state (
     machine  text NOT NULL REFERENCES fsm.machine (name) ON DELETE CASCADE,
@@ -45,12 +56,16 @@ CREATE INDEX ON fsm.binding (machine);
 COMMENT ON TABLE fsm.binding IS 'fsm bindings: which machine governs which table column';
 
 SELECT pg_catalog.pg_extension_config_dump('fsm.machine', '');
+SELECT pg_catalog.pg_extension_config_dump('fsm.machine_version', '');
 SELECT pg_catalog.pg_extension_config_dump('fsm.machine_state', '');
 SELECT pg_catalog.pg_extension_config_dump('fsm.machine_transition', '');
 SELECT pg_catalog.pg_extension_config_dump('fsm.binding', '');
 
 CREATE VIEW fsm.machines AS
     SELECT name, version, definition, owner FROM fsm.machine;
+
+CREATE VIEW fsm.machine_versions AS
+    SELECT machine, version, definition, created_at FROM fsm.machine_version;
 
 CREATE VIEW fsm.states AS
     SELECT machine, state, initial, final, meta FROM fsm.machine_state;
@@ -65,8 +80,8 @@ CREATE VIEW fsm.bindings AS
 -- Only the extension's functions write them (as the extension's owner,
 -- after checking the caller's rights: API.md §8).
 GRANT USAGE ON SCHEMA fsm TO PUBLIC;
-GRANT SELECT ON fsm.machine, fsm.machine_state, fsm.machine_transition, fsm.binding TO PUBLIC;
-GRANT SELECT ON fsm.machines, fsm.states, fsm.transitions, fsm.bindings TO PUBLIC;
+GRANT SELECT ON fsm.machine, fsm.machine_version, fsm.machine_state, fsm.machine_transition, fsm.binding TO PUBLIC;
+GRANT SELECT ON fsm.machines, fsm.machine_versions, fsm.states, fsm.transitions, fsm.bindings TO PUBLIC;
 
 -- The row trigger (src/enforce.rs).
 CREATE FUNCTION fsm.enforce() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', 'fsm_enforce';

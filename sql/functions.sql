@@ -18,21 +18,49 @@ RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_fire';
 COMMENT ON FUNCTION fsm.fire(regclass, anyelement, text, jsonb, text, text, name)
     IS 'fsm: fires an event on one entity; returns its new state';
 
+-- Asking before acting (src/ask.rs): the rules of fire applied to the row
+-- as the caller sees it now, without a lock or a change.
+CREATE FUNCTION fsm.can_fire(tbl regclass, key anyelement, event text,
+                             payload jsonb DEFAULT NULL, col name DEFAULT NULL)
+RETURNS boolean LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_can_fire';
+COMMENT ON FUNCTION fsm.can_fire(regclass, anyelement, text, jsonb, name)
+    IS 'fsm: whether fire would move the entity now (source state, roles, payload, guard)';
+
+CREATE FUNCTION fsm.available_events(tbl regclass, key anyelement, col name DEFAULT NULL)
+RETURNS TABLE (event text, to_states text[], allowed boolean, reason text)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_available_events';
+COMMENT ON FUNCTION fsm.available_events(regclass, anyelement, name)
+    IS 'fsm: every event of the machine, where it leads from the current state, whether it is allowed now, and why not';
+
 -- Reading state and history: C functions (src/read.rs) that run one query
 -- per call over the binding's tables, through a plan kept per backend, with
 -- the caller's rights, so table grants and row security apply.
 
 CREATE FUNCTION fsm.history(tbl regclass, key anyelement,
                             since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
-                            lim integer DEFAULT NULL)
+                            lim integer DEFAULT NULL, col name DEFAULT NULL)
 RETURNS TABLE (id uuid, at timestamptz, event text, from_state text, to_state text,
                payload jsonb, actor text, db_user text)
 LANGUAGE c STABLE ROWS 10 AS 'MODULE_PATHNAME', 'fsm_history';
-COMMENT ON FUNCTION fsm.history(regclass, anyelement, timestamptz, timestamptz, integer)
+COMMENT ON FUNCTION fsm.history(regclass, anyelement, timestamptz, timestamptz, integer, name)
     IS 'fsm: one entity''s history, newest first; since inclusive, until exclusive (millisecond precision)';
 
-CREATE FUNCTION fsm.current_states(tbl regclass, keys anyarray)
+CREATE FUNCTION fsm.changes(tbl regclass, since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                            event text DEFAULT NULL, lim integer DEFAULT NULL, col name DEFAULT NULL)
+RETURNS TABLE (id uuid, at timestamptz, entity_key text, event text, from_state text,
+               to_state text, payload jsonb, actor text, db_user text)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_changes';
+COMMENT ON FUNCTION fsm.changes(regclass, timestamptz, timestamptz, text, integer, name)
+    IS 'fsm: the history of a whole table, newest first; since inclusive, until exclusive (millisecond precision)';
+
+CREATE FUNCTION fsm.current_states(tbl regclass, keys anyarray, col name DEFAULT NULL)
 RETURNS TABLE (entity_key anyelement, state text, since timestamptz, last_event text, transition_id uuid)
 LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_current_states';
-COMMENT ON FUNCTION fsm.current_states(regclass, anyarray)
+COMMENT ON FUNCTION fsm.current_states(regclass, anyarray, name)
     IS 'fsm: the state of each existing key, with the moment, event and id of its last transition';
+
+CREATE FUNCTION fsm.states_at(tbl regclass, keys anyarray, at timestamptz, col name DEFAULT NULL)
+RETURNS TABLE (entity_key anyelement, state text, since timestamptz)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_states_at';
+COMMENT ON FUNCTION fsm.states_at(regclass, anyarray, timestamptz, name)
+    IS 'fsm: the state each key was in at a moment (millisecond precision), and since when';

@@ -28,11 +28,24 @@ pub struct EventRuntime {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Statement {
     Fire(FireStatement),
-    /// `history`: which of since, until and limit the query filters on.
+    /// `history`: which of since, until and limit the query filters on,
+    /// and whether it reads every binding of the table (no `col`) or this
+    /// one.
     History {
         since: bool,
         until: bool,
         limit: bool,
+        all: bool,
+    },
+    /// `changes`: as `History`, plus whether it filters on the event and
+    /// on the keys the caller can see (row level security).
+    Changes {
+        since: bool,
+        until: bool,
+        event: bool,
+        limit: bool,
+        all: bool,
+        visible: bool,
     },
     /// `current_states`, for keys passed as an array of `keys_type`. `$1`
     /// the keys as the key type, `$2` as passed, `$3` the positions to
@@ -40,11 +53,18 @@ pub enum Statement {
     CurrentStates {
         keys_type: pg_sys::Oid,
     },
+    /// `states_at`: as `CurrentStates`, and `$4` the moment.
+    StatesAt {
+        keys_type: pg_sys::Oid,
+    },
     /// Whether the caller can see the row of a key (row level security).
     KeyVisible,
     /// The positions of the keys of an array whose rows the caller can
     /// see (row level security).
     KeysVisible,
+    /// Every key whose row the caller can see, as an array (row level
+    /// security, for `changes`).
+    AllVisibleKeys,
 }
 
 /// `fire`'s statements.
@@ -54,6 +74,8 @@ pub enum FireStatement {
     LockState,
     /// The same, with the whole row for a guard or an action.
     LockRow,
+    /// The same without a lock (`can_fire`, `available_events`).
+    ReadRow,
     /// Moves the row. `$1` key, `$2` new state.
     Update,
     /// Moves the row by `event` to `to` if it is in a state the event
@@ -121,6 +143,57 @@ impl Binding {
     pub fn key_text(&self, key: pg_sys::Datum) -> String {
         clip(&self.key.text(key)).into_owned()
     }
+}
+
+/// The position in a table's `bindings` of the one bound to column `col`;
+/// 42704 when no machine is attached to that column.
+pub fn position_of(bindings: &[std::rc::Rc<Binding>], col: &str) -> FsmResult<usize> {
+    bindings
+        .iter()
+        .position(|b| b.column == col)
+        .ok_or_else(|| {
+            FsmError::new(
+                ErrorKind::UndefinedObject,
+                format!(
+                    "no machine is attached to {}.{}",
+                    bindings[0].table,
+                    clip(col)
+                ),
+            )
+            .hint("See SELECT * FROM fsm.bindings.")
+        })
+}
+
+/// The binding a function answers from when its answer depends on the
+/// machine: the one on column `col`, or the table's only one. 42725 when
+/// the table carries several machines and `col` names none.
+pub fn named_or_only<'a>(
+    bindings: &'a [std::rc::Rc<Binding>],
+    col: Option<&str>,
+) -> FsmResult<&'a Binding> {
+    if let Some(col) = col {
+        return Ok(&bindings[position_of(bindings, col)?]);
+    }
+    match bindings {
+        [only] => Ok(only),
+        several => Err(ambiguous(
+            format!(
+                "{} carries the machines of several columns",
+                several[0].table
+            ),
+            several.iter().map(|b| b.column.as_str()),
+        )),
+    }
+}
+
+/// 42725: `what`, and the bound columns that could be meant.
+pub fn ambiguous<'a>(what: String, columns: impl IntoIterator<Item = &'a str>) -> FsmError {
+    let columns: Vec<&str> = columns.into_iter().collect();
+    FsmError::new(
+        ErrorKind::AmbiguousFunction,
+        format!("{what}: {}", columns.join(", ")),
+    )
+    .hint("Name the column with col => '…'.")
 }
 
 /// The triggers `attach` creates on a bound table, shared by all its

@@ -16,7 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::args::Args;
-use crate::binding::{Binding, FireStatement, Statement};
+use crate::binding::{self, Binding, FireStatement, Statement};
 use crate::cache;
 use crate::error::{clip, required, ErrorKind, FsmError, FsmResult};
 use crate::history::{self, Entry};
@@ -74,27 +74,13 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
 
 /// The binding an event is fired on: the one named by `col`, or the only
 /// one that knows the event.
-fn choose_binding<'a>(
+pub fn choose_binding<'a>(
     bindings: &'a [Rc<Binding>],
     event: &str,
     col: Option<&str>,
 ) -> FsmResult<&'a Binding> {
     if let Some(col) = col {
-        return bindings
-            .iter()
-            .find(|b| b.column == col)
-            .map(|b| &**b)
-            .ok_or_else(|| {
-                FsmError::new(
-                    ErrorKind::UndefinedObject,
-                    format!(
-                        "no machine is attached to {}.{}",
-                        bindings[0].table,
-                        clip(col)
-                    ),
-                )
-                .hint("See SELECT * FROM fsm.bindings.")
-            });
+        return Ok(&bindings[binding::position_of(bindings, col)?]);
     }
     let knowing: Vec<&Rc<Binding>> = bindings
         .iter()
@@ -103,20 +89,14 @@ fn choose_binding<'a>(
     match knowing.as_slice() {
         [one] => Ok(one),
         [] => Ok(&bindings[0]),
-        several => Err(FsmError::new(
-            ErrorKind::AmbiguousFunction,
+        several => Err(binding::ambiguous(
             format!(
-                "event \"{}\" exists in the machines of several columns of {}: {}",
+                "event \"{}\" exists in the machines of several columns of {}",
                 clip(event),
-                bindings[0].table,
-                several
-                    .iter()
-                    .map(|b| b.column.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                bindings[0].table
             ),
-        )
-        .hint("Name the column with col => '…'.")),
+            several.iter().map(|b| b.column.as_str()),
+        )),
     }
 }
 
@@ -240,7 +220,7 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
 }
 
 /// The locked row as a composite datum, for a guard or an action.
-fn whole_row(b: &Binding, row: &Row) -> pg_sys::Datum {
+pub fn whole_row(b: &Binding, row: &Row) -> pg_sys::Datum {
     // SAFETY: a syscache lookup of the bound table's row type.
     let row_type = unsafe { pg_sys::get_rel_type_id(b.relid) };
     match row.typed(3, row_type) {
@@ -376,7 +356,7 @@ fn try_one_statement(
 
 /// The kept plan of one of fire's statements. The key is always bound as
 /// the table's key type; state names are bound parameters.
-fn plan(b: &Binding, statement: FireStatement) -> Rc<KeptPlan> {
+pub fn plan(b: &Binding, statement: FireStatement) -> Rc<KeptPlan> {
     b.plans.get(Statement::Fire(statement), || {
         let (table, column, key, key_type, eq) = (
             &b.table_sql,
@@ -384,6 +364,9 @@ fn plan(b: &Binding, statement: FireStatement) -> Rc<KeptPlan> {
             ident(&b.key_column),
             b.key.oid(),
             &b.key.equality_sql,
+        );
+        let read = format!(
+            "SELECT t.{column}::pg_catalog.text, t.{key}, t FROM {table} t WHERE t.{key} {eq} $1"
         );
         let lock = |row: &str| {
             format!(
@@ -394,6 +377,7 @@ fn plan(b: &Binding, statement: FireStatement) -> Rc<KeptPlan> {
         match statement {
             FireStatement::LockState => (lock("NULL::pg_catalog.record"), vec![key_type]),
             FireStatement::LockRow => (lock("t"), vec![key_type]),
+            FireStatement::ReadRow => (read, vec![key_type]),
             FireStatement::Update => (
                 format!("UPDATE {table} t SET {column} = $2 WHERE t.{key} {eq} $1"),
                 vec![key_type, pg_sys::TEXTOID],

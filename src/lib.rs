@@ -16,6 +16,7 @@
 mod v1;
 
 mod args;
+mod ask;
 mod attach;
 mod binding;
 mod cache;

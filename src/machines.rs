@@ -13,7 +13,7 @@ use pgrx::JsonB;
 use crate::args::Args;
 use crate::cache;
 use crate::callable::{self, Purpose};
-use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, SqlResult};
+use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
 use crate::json::{self, Jsonb};
 use crate::key::datum_text;
 use crate::machine::{render, validate::compile_json, Compiled, Definition};
@@ -223,14 +223,19 @@ fn write(
     }
     // SAFETY: a jsonb datum made above, alive for this call.
     let definition =
-        unsafe { pgrx::datum::DatumWithOid::new(definition.datum(), pg_sys::JSONBOID) };
+        || unsafe { pgrx::datum::DatumWithOid::new(definition.datum(), pg_sys::JSONBOID) };
     Spi::connect_mut(|client| -> FsmResult<()> {
         client.update(
             "INSERT INTO fsm.machine (name, version, definition, owner) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, definition = EXCLUDED.definition,
                                               updated_at = pg_catalog.now()",
             None,
-            &[name.into(), version.into(), definition, creator.into()],
+            &[name.into(), version.into(), definition(), creator.into()],
+        )?;
+        client.update(
+            "INSERT INTO fsm.machine_version (machine, version, definition) VALUES ($1, $2, $3)",
+            None,
+            &[name.into(), version.into(), definition()],
         )?;
         client.update(
             "DELETE FROM fsm.machine_state s WHERE s.machine OPERATOR(pg_catalog.=) $1",
@@ -455,13 +460,37 @@ fn drop_machine(name: Option<&str>) -> SqlResult<()> {
     Ok(())
 }
 
-/// The normalized definition: `from`/`to` as lists, defaults left out.
+/// The normalized definition (`from`/`to` as lists, defaults left out):
+/// the latest, or the stored `version` of it.
 ///
 /// # Errors
-/// 22004 a NULL name; 42704 when the machine does not exist.
+/// 22004 a NULL name; 42704 when the machine, or that version of it, does
+/// not exist.
 #[pg_extern(stable)]
-fn machine_definition(name: Option<&str>) -> SqlResult<JsonB> {
-    Ok(JsonB(stored_definition(required(name, "name")?)?))
+fn machine_definition(
+    name: Option<&str>,
+    version: default!(Option<i32>, "NULL"),
+) -> SqlResult<JsonB> {
+    let name = required(name, "name")?;
+    let Some(version) = version else {
+        return Ok(JsonB(stored_definition(name)?));
+    };
+    let text = Spi::get_one_with_args::<String>(
+        "SELECT v.definition::pg_catalog.text FROM fsm.machine_version v
+          WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.version OPERATOR(pg_catalog.=) $2",
+        &[name.into(), version.into()],
+    )
+    .no_row_is_none()?;
+    match text {
+        Some(text) => Ok(JsonB(json::parse(&text, "stored definition")?)),
+        None if stored(name)?.is_none() => Err(unknown_machine(name).into()),
+        None => Err(FsmError::new(
+            ErrorKind::UndefinedObject,
+            format!("machine \"{}\" has no version {version}", clip(name)),
+        )
+        .hint("See SELECT version FROM fsm.machine_versions WHERE machine = '…'.")
+        .into()),
+    }
 }
 
 /// The machine as a Graphviz digraph.

@@ -1,4 +1,5 @@
-//! `fsm.history` and `fsm.current_states`: set-returning C functions.
+//! The read functions: `fsm.history`, `fsm.changes`, `fsm.current_states`
+//! and `fsm.states_at`, set-returning C functions.
 //!
 //! Rights first (API.md §8): the caller must hold SELECT on the table at
 //! the call, and where row level security applies to the caller, only the
@@ -11,13 +12,17 @@
 //! their shape is the function's declared result (a history table altered
 //! by its owner must give a clean error, never be read as another type).
 //! They are declared in `sql/functions.sql`.
+//!
+//! Time windows are answered from the UUIDv7 order of the history ids
+//! (`id >= fsm.uuid7(since)`, `id < fsm.uuid7(until)`), so the primary key
+//! serves them and no timestamp index is needed.
 
 use std::rc::Rc;
 
 use pgrx::pg_sys;
 
 use crate::args::Args;
-use crate::binding::{Binding, Statement};
+use crate::binding::{self, Binding, Statement};
 use crate::cache;
 use crate::error::{required, ErrorKind, FsmError, FsmResult};
 use crate::key::Key;
@@ -25,13 +30,29 @@ use crate::spi_plan::{connected, KeptPlan};
 use crate::sql::{as_user, current_user, ident, Restrict};
 
 v1_function!(fsm_history, pg_finfo_fsm_history, history);
+v1_function!(fsm_changes, pg_finfo_fsm_changes, changes);
 v1_function!(
     fsm_current_states,
     pg_finfo_fsm_current_states,
     current_states
 );
+v1_function!(fsm_states_at, pg_finfo_fsm_states_at, states_at);
 
-/// `fsm.history(tbl, key, since, until, lim)`: one entity's history, newest first.
+/// The bindings `history` and `changes` read: the one `col` names, or
+/// every binding of the table.
+fn named_or_all<'a>(
+    bindings: &'a [Rc<Binding>],
+    col: Option<&str>,
+) -> FsmResult<&'a [Rc<Binding>]> {
+    let Some(col) = col else {
+        return Ok(bindings);
+    };
+    let i = binding::position_of(bindings, col)?;
+    Ok(&bindings[i..=i])
+}
+
+/// `fsm.history(tbl, key, since, until, lim, col)`: one entity's history,
+/// newest first.
 unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     // SAFETY: called by the function manager with a valid fcinfo.
     let args = unsafe { Args::new(fcinfo) };
@@ -39,13 +60,16 @@ unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     let key = required(args.datum(1), "key")?;
     let key_type = args.type_of(1)?;
     let [since, until, limit] = [2, 3, 4].map(|n| args.datum(n));
+    let col = args.name(5);
     let bindings = cache::attached_bindings(relid)?;
-    let b = &bindings[0];
+    let chosen = named_or_all(&bindings, col.as_deref())?;
+    let b = &chosen[0];
     check_select(b)?;
     let statement = Statement::History {
         since: since.is_some(),
         until: until.is_some(),
         limit: limit.is_some(),
+        all: col.is_none(),
     };
     let rls = row_security_applies(relid);
     let prepare = |b: &Binding| -> FsmResult<Query> {
@@ -61,7 +85,7 @@ unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
                 pg_sys::TIMESTAMPTZOID,
                 pg_sys::INT4OID,
             ];
-            (history_sql(&bindings, statement), types)
+            (history_sql(chosen, statement), types)
         });
         Ok(Some((plan, vec![Some(key.datum()), since, until, limit])))
     };
@@ -69,35 +93,57 @@ unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     unsafe { materialize(fcinfo, b, prepare) }
 }
 
-/// One query over the history tables of every column bound on the table.
+/// One query over the history tables of `bindings`.
 fn history_sql(bindings: &[Rc<Binding>], statement: Statement) -> String {
     let Statement::History {
         since,
         until,
         limit,
+        ..
     } = statement
     else {
         unreachable!("history_sql is only built for Statement::History")
     };
-    let per_binding: Vec<String> = bindings
-        .iter()
-        .map(|b| {
-            let mut sql = format!(
+    newest_first(
+        bindings,
+        |b| {
+            format!(
                 "SELECT h.id, fsm.uuid7_time(h.id), h.event, h.from_state, h.to_state, h.payload, h.actor, h.db_user \
-                   FROM {} h WHERE h.entity_key {} $1",
-                b.history_table, b.key.equality_sql
-            );
-            if since {
-                sql.push_str(" AND h.id OPERATOR(pg_catalog.>=) fsm.uuid7($2)");
-            }
-            if until {
-                sql.push_str(" AND h.id OPERATOR(pg_catalog.<) fsm.uuid7($3)");
-            }
-            sql
-        })
-        .collect();
-    let limit = if limit { " LIMIT $4" } else { "" };
-    match per_binding.as_slice() {
+                   FROM {} h WHERE h.entity_key {} $1{}",
+                b.history_table,
+                b.key.equality_sql,
+                id_window(since.then_some(2), until.then_some(3))
+            )
+        },
+        limit.then_some(4),
+    )
+}
+
+/// `AND` conditions on `h.id` for a window whose `since` (inclusive) and
+/// `until` (exclusive) moments are the numbered parameters given.
+fn id_window(since: Option<u8>, until: Option<u8>) -> String {
+    let mut sql = String::new();
+    if let Some(n) = since {
+        sql.push_str(&format!(
+            " AND h.id OPERATOR(pg_catalog.>=) fsm.uuid7(${n})"
+        ));
+    }
+    if let Some(n) = until {
+        sql.push_str(&format!(" AND h.id OPERATOR(pg_catalog.<) fsm.uuid7(${n})"));
+    }
+    sql
+}
+
+/// The union of `per_binding`'s query over `bindings`, newest first (the
+/// first column is the history id), with the limit in parameter `limit`.
+fn newest_first(
+    bindings: &[Rc<Binding>],
+    per_binding: impl Fn(&Binding) -> String,
+    limit: Option<u8>,
+) -> String {
+    let queries: Vec<String> = bindings.iter().map(|b| per_binding(b)).collect();
+    let limit = limit.map(|n| format!(" LIMIT ${n}")).unwrap_or_default();
+    match queries.as_slice() {
         [one] => format!("{one} ORDER BY h.id DESC{limit}"),
         several => format!(
             "SELECT * FROM ({}) h ORDER BY 1 DESC{limit}",
@@ -106,9 +152,93 @@ fn history_sql(bindings: &[Rc<Binding>], statement: Statement) -> String {
     }
 }
 
-/// `fsm.current_states(tbl, keys)`: the state of each existing key, in the
-/// order given, with its last transition. A table with several bound
-/// columns answers for the first. Keys come back as the caller passed them.
+/// `fsm.changes(tbl, since, until, event, lim, col)`: what changed on the
+/// table, newest first, with each entity's key as text. Under row level
+/// security, only the history of rows the caller can see now.
+unsafe fn changes(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let relid = args.relation(0, "tbl")?;
+    let [since, until, event, limit] = [1, 2, 3, 4].map(|n| args.datum(n));
+    let col = args.name(5);
+    let bindings = cache::attached_bindings(relid)?;
+    let chosen = named_or_all(&bindings, col.as_deref())?;
+    let b = &chosen[0];
+    check_select(b)?;
+    let rls = row_security_applies(relid);
+    let statement = Statement::Changes {
+        since: since.is_some(),
+        until: until.is_some(),
+        event: event.is_some(),
+        limit: limit.is_some(),
+        all: col.is_none(),
+        visible: rls,
+    };
+    let prepare = |b: &Binding| -> FsmResult<Query> {
+        let visible = if rls {
+            match all_visible_keys(b) {
+                Some(keys) => Some(keys),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let plan = b.plans.get(statement, || {
+            let types = vec![
+                pg_sys::TIMESTAMPTZOID,
+                pg_sys::TIMESTAMPTZOID,
+                pg_sys::TEXTOID,
+                pg_sys::INT4OID,
+                b.key.storage.array_type,
+            ];
+            (changes_sql(chosen, statement), types)
+        });
+        Ok(Some((plan, vec![since, until, event, limit, visible])))
+    };
+    // SAFETY: a valid fcinfo of a set-returning call.
+    unsafe { materialize(fcinfo, b, prepare) }
+}
+
+fn changes_sql(bindings: &[Rc<Binding>], statement: Statement) -> String {
+    let Statement::Changes {
+        since,
+        until,
+        event,
+        limit,
+        visible,
+        ..
+    } = statement
+    else {
+        unreachable!("changes_sql is only built for Statement::Changes")
+    };
+    newest_first(
+        bindings,
+        |b| {
+            let mut sql = format!(
+                "SELECT h.id, fsm.uuid7_time(h.id), h.entity_key::pg_catalog.text, h.event, h.from_state, \
+                        h.to_state, h.payload, h.actor, h.db_user \
+                   FROM {} h WHERE true{}",
+                b.history_table,
+                id_window(since.then_some(1), until.then_some(2))
+            );
+            if event {
+                sql.push_str(" AND h.event OPERATOR(pg_catalog.=) $3");
+            }
+            if visible {
+                sql.push_str(&format!(
+                    " AND h.entity_key {} ANY ($5)",
+                    b.key.equality_sql
+                ));
+            }
+            sql
+        },
+        limit.then_some(4),
+    )
+}
+
+/// `fsm.current_states(tbl, keys, col)`: the state of each existing key,
+/// in the order given, with its last transition. Keys come back as the
+/// caller passed them.
 unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     // SAFETY: called by the function manager with a valid fcinfo.
     let args = unsafe { Args::new(fcinfo) };
@@ -116,20 +246,12 @@ unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::
     let keys = required(args.datum(1), "keys")?;
     let keys_type = args.type_of(1)?;
     let bindings = cache::attached_bindings(relid)?;
-    let b = &bindings[0];
+    let b = binding::named_or_only(&bindings, args.name(2).as_deref())?;
     check_select(b)?;
     let rls = row_security_applies(relid);
     let prepare = |b: &Binding| -> FsmResult<Query> {
-        let converted = b.key.convert(keys, keys_type, true)?;
-        // Under row level security, the positions of the keys whose rows
-        // the caller can see (NULL: no filter).
-        let visible = if rls {
-            match visible_positions(b, converted) {
-                Some(visible) => Some(visible),
-                None => return Ok(None),
-            }
-        } else {
-            None
+        let Some((converted, visible)) = keys_to_read(b, keys, keys_type, rls)? else {
+            return Ok(None);
         };
         let plan = b.plans.get(Statement::CurrentStates { keys_type }, || {
             let sql = format!(
@@ -149,6 +271,75 @@ unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::
             (sql, vec![b.key.storage.array_type, keys_type, pg_sys::INT8ARRAYOID])
         });
         Ok(Some((plan, vec![Some(converted), Some(keys), visible])))
+    };
+    // SAFETY: a valid fcinfo of a set-returning call.
+    unsafe { materialize(fcinfo, b, prepare) }
+}
+
+/// `keys` (an array of `keys_type`) as an array of the key type, and, under
+/// row level security, the positions (from 1) of the keys whose rows the
+/// caller can see (`None`: no filter). `None` when the caller sees none.
+fn keys_to_read(
+    b: &Binding,
+    keys: pg_sys::Datum,
+    keys_type: pg_sys::Oid,
+    rls: bool,
+) -> FsmResult<Option<(pg_sys::Datum, Option<pg_sys::Datum>)>> {
+    let converted = b.key.convert(keys, keys_type, true)?;
+    if !rls {
+        return Ok(Some((converted, None)));
+    }
+    Ok(visible_positions(b, converted).map(|visible| (converted, Some(visible))))
+}
+
+/// `fsm.states_at(tbl, keys, at, col)`: the state each key was in at `at`
+/// (its last history row of that millisecond or before), in the order
+/// given, with the moment it entered it. Keys with no history by then are
+/// left out; under row level security, so are keys whose rows the caller
+/// cannot see now.
+unsafe fn states_at(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let relid = args.relation(0, "tbl")?;
+    let keys = required(args.datum(1), "keys")?;
+    let keys_type = args.type_of(1)?;
+    let at = required(args.datum(2), "at")?;
+    let bindings = cache::attached_bindings(relid)?;
+    let b = binding::named_or_only(&bindings, args.name(3).as_deref())?;
+    check_select(b)?;
+    let rls = row_security_applies(relid);
+    let prepare = |b: &Binding| -> FsmResult<Query> {
+        let Some((converted, visible)) = keys_to_read(b, keys, keys_type, rls)? else {
+            return Ok(None);
+        };
+        let plan = b.plans.get(Statement::StatesAt { keys_type }, || {
+            // A transition counts from its millisecond on: the bound is the
+            // first id of the millisecond after `at`'s.
+            let sql = format!(
+                "SELECT k.orig, h.to_state, fsm.uuid7_time(h.id) \
+                   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS k(key, orig, ord) \
+                   CROSS JOIN LATERAL (SELECT h.id, h.to_state FROM {history} h \
+                                        WHERE h.entity_key {eq} k.key \
+                                          AND h.id OPERATOR(pg_catalog.<) \
+                                              fsm.uuid7($4 OPERATOR(pg_catalog.+) '1 millisecond'::pg_catalog.interval) \
+                                        ORDER BY h.id DESC LIMIT 1) h \
+                  WHERE $3 IS NULL OR k.ord OPERATOR(pg_catalog.=) ANY ($3) \
+                  ORDER BY k.ord",
+                eq = b.key.equality_sql,
+                history = b.history_table,
+            );
+            let types = vec![
+                b.key.storage.array_type,
+                keys_type,
+                pg_sys::INT8ARRAYOID,
+                pg_sys::TIMESTAMPTZOID,
+            ];
+            (sql, types)
+        });
+        Ok(Some((
+            plan,
+            vec![Some(converted), Some(keys), visible, Some(at)],
+        )))
     };
     // SAFETY: a valid fcinfo of a set-returning call.
     unsafe { materialize(fcinfo, b, prepare) }
@@ -221,6 +412,22 @@ fn visible_positions(b: &Binding, keys: pg_sys::Datum) -> Option<pg_sys::Datum> 
         )
     });
     plan.first_datum(&[Some(keys)])
+}
+
+/// Every key whose row the caller can see, as an array of the key type;
+/// `None` when there is none.
+fn all_visible_keys(b: &Binding) -> Option<pg_sys::Datum> {
+    let plan = b.plans.get(Statement::AllVisibleKeys, || {
+        (
+            format!(
+                "SELECT pg_catalog.array_agg(t.{}) FROM {} t",
+                ident(&b.key_column),
+                b.table_sql
+            ),
+            vec![],
+        )
+    });
+    plan.first_datum(&[])
 }
 
 /// The query of one call: its plan and arguments, or `None` for an empty

@@ -294,15 +294,200 @@ mod tests {
             one::<i64>("SELECT count(*) FROM fsm.history('orders', 3::bigint, lim => 3)"),
             Some(3)
         );
-        // current_states answers for the first bound column.
+        // col names the binding; without it, current_states refuses to guess.
         assert_eq!(
             one::<String>(
-                "SELECT state || '/' || last_event FROM fsm.current_states('orders', ARRAY[3])"
+                "SELECT state || '/' || last_event FROM fsm.current_states('orders', ARRAY[3], col => 'status')"
             ),
             Some("paid/pay".into())
         );
         assert_eq!(
+            one::<String>(
+                "SELECT state || '/' || last_event FROM fsm.current_states('orders', ARRAY[3], col => 'payment')"
+            ),
+            Some("settled/settle".into())
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.current_states('orders', ARRAY[3])").0,
+            ERRCODE_AMBIGUOUS_FUNCTION
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(event, ',') FROM fsm.history('orders', 3, col => 'payment')"
+            ),
+            Some("settle".into())
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.history('orders', 3, col => 'note')").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+        assert_eq!(
             error_of("SELECT * FROM fsm.current_states(NULL, ARRAY[3])").0,
+            ERRCODE_NULL_VALUE_NOT_ALLOWED
+        );
+    }
+
+    #[pg_test]
+    fn every_version_of_a_machine_is_kept() {
+        setup_orders();
+        Spi::run(&format!(
+            "SELECT fsm.create_machine('order', '{}', replace => true)",
+            ORDER.replace(
+                r#""shipped": {"final": true}"#,
+                r#""shipped": {"final": true}, "lost": {"final": true}"#
+            )
+        ))
+        .unwrap();
+        assert_eq!(
+            one::<bool>("SELECT fsm.machine_definition('order', 1) -> 'states' ? 'lost'"),
+            Some(false)
+        );
+        assert_eq!(
+            one::<bool>("SELECT fsm.machine_definition('order', 2) -> 'states' ? 'lost'"),
+            Some(true)
+        );
+        assert_eq!(
+            one::<bool>(
+                "SELECT fsm.machine_definition('order') = fsm.machine_definition('order', 2)"
+            ),
+            Some(true)
+        );
+        // History rows name the version they were checked against.
+        Spi::run("INSERT INTO orders (id) VALUES (3)").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(entity_key || ':' || machine_version, ',' ORDER BY id) FROM orders_status_history"
+            ),
+            Some("1:1,2:1,3:2".into())
+        );
+        let (code, message) = error_of("SELECT fsm.machine_definition('order', 3)");
+        assert_eq!(code, ERRCODE_UNDEFINED_OBJECT);
+        assert_eq!(message, r#"machine "order" has no version 3"#);
+        assert_eq!(
+            error_of("SELECT fsm.machine_definition('nope', 1)").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+        // Dropping a machine drops its versions.
+        Spi::run("SELECT fsm.detach('orders', 'status', drop_history => true)").unwrap();
+        Spi::run("SELECT fsm.drop_machine('order')").unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fsm.machine_versions WHERE machine = 'order'"),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn changes_and_states_at_read_the_whole_table_and_the_past() {
+        setup_orders();
+        Spi::run(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 1}')"#).unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(entity_key || ':' || coalesce(event, '-') || ':' || to_state, ',')
+                   FROM fsm.changes('orders')"
+            ),
+            Some("1:pay:paid,2:-:created,1:-:created".into())
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(entity_key, ',') FROM fsm.changes('orders', event => 'pay')"
+            ),
+            Some("1".into())
+        );
+        // Entity 7 was imported with history at known moments.
+        Spi::run(
+            "INSERT INTO orders_status_history (id, entity_key, event, from_state, to_state) VALUES
+               (fsm.uuid7('2024-01-01 10:00+00'), 7, NULL, NULL, 'created'),
+               (fsm.uuid7('2024-01-01 11:00+00'), 7, 'pay', 'created', 'paid')",
+        )
+        .unwrap();
+        let state_at = |at: &str| {
+            one::<String>(&format!(
+                "SELECT string_agg(entity_key || '=' || state, ',') FROM fsm.states_at('orders', ARRAY[7, 1], '{at}')"
+            ))
+        };
+        assert_eq!(state_at("2024-01-01 09:59:59.999+00"), None);
+        assert_eq!(
+            state_at("2024-01-01 10:59:59.999+00"),
+            Some("7=created".into())
+        );
+        assert_eq!(state_at("2024-01-01 11:00:00+00"), Some("7=paid".into()));
+        assert_eq!(
+            state_at("2100-01-01 00:00+00"),
+            Some("7=paid,1=paid".into())
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fsm.changes('orders', since => '2024-01-01 10:00+00', until => '2024-01-01 11:00+00')"
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.states_at('orders', ARRAY[7], NULL)").0,
+            ERRCODE_NULL_VALUE_NOT_ALLOWED
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.states_at('orders', ARRAY[7.5], now())").0,
+            ERRCODE_INVALID_TEXT_REPRESENTATION
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.changes('pg_class')").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+    }
+
+    #[pg_test]
+    fn can_fire_and_available_events_ask_without_moving() {
+        setup_orders();
+        // The payload schema of "pay" is checked by can_fire, not by
+        // available_events (which has no payload to check).
+        assert_eq!(
+            one::<bool>("SELECT fsm.can_fire('orders', 1, 'pay')"),
+            Some(false)
+        );
+        assert_eq!(
+            one::<bool>(r#"SELECT fsm.can_fire('orders', 1, 'pay', '{"amount": 5}')"#),
+            Some(true)
+        );
+        assert_eq!(
+            one::<bool>("SELECT fsm.can_fire('orders', 1, 'ship')"),
+            Some(false)
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(event || ':' || to_states::text || ':' || allowed || ':' || coalesce(reason, '-'), ' | ')
+                   FROM fsm.available_events('orders', 1)"
+            ),
+            Some(
+                r#"pay:{paid}:true:- | review:{}:false:event "review" is not allowed from state "created" | ship:{}:false:event "ship" is not allowed from state "created""#
+                    .into()
+            )
+        );
+        Spi::run(r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 5}')"#).unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT to_states::text FROM fsm.available_events('orders', 1) WHERE event = 'review'"
+            ),
+            Some("{paid,shipped}".into())
+        );
+        // Nothing moved, nothing recorded by asking.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM orders_status_history WHERE entity_key = 1"),
+            Some(2)
+        );
+        assert_eq!(
+            error_of("SELECT fsm.can_fire('orders', 1, 'nope')").0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+        assert_eq!(
+            error_of("SELECT fsm.can_fire('orders', 9, 'pay')").0,
+            ERRCODE_NO_DATA_FOUND
+        );
+        assert_eq!(
+            error_of("SELECT fsm.can_fire('orders', 1.5, 'pay')").0,
+            ERRCODE_INVALID_TEXT_REPRESENTATION
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.available_events('orders', NULL::bigint)").0,
             ERRCODE_NULL_VALUE_NOT_ALLOWED
         );
     }

@@ -43,38 +43,82 @@ impl Subject<'_> {
     }
 }
 
-/// Roles, payload schema and guard of `event`, in that order. `row` gives
-/// the composite row datum for the guard; it is only called when there is
-/// a guard.
-pub fn check_requirements(
-    subject: &Subject,
-    event: EventId,
-    payload: Option<Jsonb>,
-    row: impl FnOnce() -> pg_sys::Datum,
-) -> FsmResult<()> {
-    let b = subject.binding;
-    let e = b.machine.event(event);
-    if !e.roles.is_empty() && !e.roles.iter().any(|r| current_user_is_member(r)) {
-        return Err(subject.refuse(
-            ErrorKind::InsufficientPrivilege,
-            format!(
-                "event \"{}\" needs membership in one of: {}",
-                e.name,
-                e.roles.join(", ")
+/// Why a requirement of an event refuses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller is a member of none of the event's roles.
+    MissingRole,
+    /// The payload fails the event's schema: why.
+    Payload(String),
+    /// The guard returned false or NULL.
+    Guard,
+}
+
+impl Refusal {
+    /// The SQLSTATE and the sentence that say it, naming the event (and
+    /// the roles or the guard): the reason `available_events` gives, and
+    /// the start of `fire`'s message.
+    pub fn describe(&self, b: &Binding, event: EventId) -> (ErrorKind, String) {
+        let e = b.machine.event(event);
+        match self {
+            Refusal::MissingRole => (
+                ErrorKind::InsufficientPrivilege,
+                format!(
+                    "event \"{}\" needs membership in one of: {}",
+                    e.name,
+                    e.roles.join(", ")
+                ),
             ),
-        ));
-    }
-    if let Some(schema) = &e.payload {
-        let value = payload.map(|p| p.to_value("payload")).transpose()?;
-        if let Err(why) = schema.check(value.as_ref()) {
-            return Err(subject.refuse(
+            Refusal::Payload(why) => (
                 ErrorKind::InvalidParameter,
                 format!(
                     "payload of event \"{}\" does not match its schema: {}",
                     e.name,
-                    clip_to(&why, 240)
+                    clip_to(why, 240)
                 ),
-            ));
+            ),
+            Refusal::Guard => {
+                let guard = match &b.runtime(event).guard {
+                    Some(Ok(g)) => g.sql_name.as_str(),
+                    _ => "?",
+                };
+                (
+                    ErrorKind::CheckViolation,
+                    format!("guard {guard} refused event \"{}\"", e.name),
+                )
+            }
+        }
+    }
+}
+
+/// Which requirements `requirement_refusal` checks: `fire` checks the
+/// payload; `available_events`, which has none to check, leaves it to the
+/// fire that follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    Check,
+    Skip,
+}
+
+/// Roles, payload schema and guard of `event`, in that order: the first
+/// that refuses, or `None`. `row` gives the composite row datum for the
+/// guard; it is only called when there is a guard. Errors are failures to
+/// check (a payload too deep to read, a guard that is missing or raises).
+pub fn requirement_refusal(
+    b: &Binding,
+    event: EventId,
+    payload: Option<Jsonb>,
+    check_payload: Payload,
+    row: impl FnOnce() -> pg_sys::Datum,
+) -> FsmResult<Option<Refusal>> {
+    let e = b.machine.event(event);
+    if !e.roles.is_empty() && !e.roles.iter().any(|r| current_user_is_member(r)) {
+        return Ok(Some(Refusal::MissingRole));
+    }
+    if let (Some(schema), Payload::Check) = (&e.payload, check_payload) {
+        let value = payload.map(|p| p.to_value("payload")).transpose()?;
+        if let Err(why) = schema.check(value.as_ref()) {
+            return Ok(Some(Refusal::Payload(why)));
         }
     }
     if let Some(guard) = &b.runtime(event).guard {
@@ -88,13 +132,27 @@ pub fn check_requirements(
             result.bool(1).ok().flatten()
         });
         if passed != Some(true) {
-            return Err(subject.refuse(
-                ErrorKind::CheckViolation,
-                format!("guard {} refused event \"{}\"", guard.sql_name, e.name),
-            ));
+            return Ok(Some(Refusal::Guard));
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Roles, payload schema and guard of `event`, in that order, as errors
+/// that name the subject (see [`requirement_refusal`]).
+pub fn check_requirements(
+    subject: &Subject,
+    event: EventId,
+    payload: Option<Jsonb>,
+    row: impl FnOnce() -> pg_sys::Datum,
+) -> FsmResult<()> {
+    match requirement_refusal(subject.binding, event, payload, Payload::Check, row)? {
+        None => Ok(()),
+        Some(refusal) => {
+            let (kind, what) = refusal.describe(subject.binding, event);
+            Err(subject.refuse(kind, what))
+        }
+    }
 }
 
 /// The table's row type, from the syscache.

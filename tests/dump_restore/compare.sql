@@ -1,5 +1,6 @@
 -- What must come back identical after dump and restore, one line per fact.
 SELECT 'machine ' || name || ' v' || version || ' ' || owner || ' ' || definition::text FROM fsm.machines
+UNION ALL SELECT 'version ' || machine || ' v' || version || ' ' || created_at || ' ' || definition::text FROM fsm.machine_versions
 UNION ALL SELECT 'state ' || machine || ' ' || state || ' ' || initial || ' ' || final || ' ' || coalesce(meta::text, '') FROM fsm.states
 UNION ALL SELECT 'transition ' || machine || ' ' || event || ' ' || from_state || ' ' || to_state FROM fsm.transitions
 UNION ALL SELECT 'binding ' || tbl || '.' || col || ' ' || machine || ' ' || history || ' ' || protect || ' ' || coalesce(notify, '') FROM fsm.bindings

@@ -618,7 +618,9 @@ class Gen:
                 "OFFSET %d LIMIT 1; IF h IS NOT NULL THEN EXECUTE format('%s', h); END IF; END$$;" % (self.r.randrange(4), what.replace("'", "''")))
 
     def st_read(self):
-        k = self.r.randrange(7)
+        k = self.r.randrange(10)
+        if k >= 7:
+            return self.st_read_more()
         tsql, t = self.tbl()
         if k <= 2:
             args = [tsql, self.key(t)]
@@ -651,6 +653,27 @@ class Gen:
                       "SELECT * FROM fsm.timers;",
                       "DO $$DECLARE h regclass; BEGIN SELECT history INTO h FROM fsm.bindings LIMIT 1; "
                       "IF h IS NOT NULL THEN EXECUTE format('SELECT count(*) FROM %s', h); END IF; END$$;")
+
+    def st_read_more(self):
+        """changes, states_at, can_fire, available_events, machine versions."""
+        tsql, t = self.tbl()
+        col = self.c("", "", ", col => %s" % self.col())
+        k = self.r.randrange(5)
+        if k == 0:
+            args = [tsql] + ["%s => %s" % (n, g()) for n, g in
+                             (("since", self.ts), ("until", self.ts), ("event", self.event), ("lim", self.lim))
+                             if self.p(0.5)]
+            return "SELECT * FROM fsm.changes(%s%s);" % (", ".join(args), col)
+        if k == 1:
+            return "SELECT * FROM fsm.states_at(%s, %s, %s%s);" % (tsql, self.keys(t), self.ts(), col)
+        if k == 2:
+            payload = self.c("", ", NULL", ", '{\"amount\": 3}'", ", '[]'")
+            return "SELECT fsm.can_fire(%s, %s, %s%s%s);" % (tsql, self.key(t), self.event(), payload, col)
+        if k == 3:
+            return self.c("SELECT * FROM fsm.available_events(%s, %s%s);" % (tsql, self.key(t), col),
+                          "SELECT count(*) FROM fsm.available_events(%s, %s%s) WHERE allowed;" % (tsql, self.key(t), col))
+        return "SELECT fsm.machine_definition(%s, %s);" % (
+            self.c("'m1'", "'m2'", self.machine()), self.c("1", "2", "0", "-1", "NULL", "2147483647"))
 
     def st_machine(self):
         k = self.r.randrange(10)

@@ -1,5 +1,6 @@
--- The same machines and bindings, made on 0.1.0 (before the upgrade) or on
--- a fresh 0.2.0. Nothing here may use what 0.1.0 lacks.
+-- The same machines and bindings, made on each release (before the
+-- upgrade) or on a fresh install of the current version. Nothing here may
+-- use what 0.1.0 lacks.
 DO $$ BEGIN CREATE ROLE fsm_upgrade_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 SELECT fsm.create_machine('order', '{
   "states": {"created": {"initial": true}, "paid": {}, "shipped": {"final": true}, "cancelled": {"final": true}},

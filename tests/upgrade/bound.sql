@@ -1,6 +1,6 @@
 -- The bound tables and their history tables, described without oids:
--- columns, triggers, indexes, grants. The same bindings made by 0.1.0 and
--- upgraded, or made by a fresh 0.2.0, must print the same lines.
+-- columns, triggers, indexes, grants. The same bindings made by a release
+-- and upgraded, or made by a fresh install, must print the same lines.
 SELECT 'binding ' || b.tbl || '.' || b.col || ' ' || b.machine || ' ' || b.history || ' ' || b.protect || ' ' || coalesce(b.notify, '')
   FROM fsm.binding b
 UNION ALL

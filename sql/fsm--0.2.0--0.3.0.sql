@@ -1,0 +1,72 @@
+-- fsm 0.2.0 -> 0.3.0 (ALTER EXTENSION fsm UPDATE TO '0.3.0').
+-- tests/upgrade/run.sh installs 0.2.0, makes bindings with history, runs
+-- this script, and compares the schema with a fresh 0.3.0.
+\echo Use "ALTER EXTENSION fsm UPDATE TO '0.3.0'" to load this file. \quit
+
+-- Every version of every machine is kept (fsm.machine_definition(name,
+-- version)). 0.2.0 kept only the latest: that one is all there is to copy.
+CREATE TABLE fsm.machine_version (
+    machine    text NOT NULL REFERENCES fsm.machine (name) ON DELETE CASCADE,
+    version    integer NOT NULL CHECK (version > 0),
+    definition jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (machine, version)
+);
+COMMENT ON TABLE fsm.machine_version IS 'fsm machines: every stored version of each definition';
+INSERT INTO fsm.machine_version (machine, version, definition, created_at)
+    SELECT m.name, m.version, m.definition, m.updated_at FROM fsm.machine m;
+SELECT pg_catalog.pg_extension_config_dump('fsm.machine_version', '');
+CREATE VIEW fsm.machine_versions AS
+    SELECT machine, version, definition, created_at FROM fsm.machine_version;
+GRANT SELECT ON fsm.machine_version, fsm.machine_versions TO PUBLIC;
+
+DROP FUNCTION fsm.machine_definition(text);
+CREATE FUNCTION fsm."machine_definition"("name" TEXT, "version" INT DEFAULT NULL) RETURNS jsonb
+    STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'machine_definition_wrapper';
+
+-- The read functions take col (the binding, where a table carries several
+-- machines); changes and states_at are new.
+DROP FUNCTION fsm.history(regclass, anyelement, timestamptz, timestamptz, integer);
+CREATE FUNCTION fsm.history(tbl regclass, key anyelement,
+                            since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                            lim integer DEFAULT NULL, col name DEFAULT NULL)
+RETURNS TABLE (id uuid, at timestamptz, event text, from_state text, to_state text,
+               payload jsonb, actor text, db_user text)
+LANGUAGE c STABLE ROWS 10 AS 'MODULE_PATHNAME', 'fsm_history';
+COMMENT ON FUNCTION fsm.history(regclass, anyelement, timestamptz, timestamptz, integer, name)
+    IS 'fsm: one entity''s history, newest first; since inclusive, until exclusive (millisecond precision)';
+
+CREATE FUNCTION fsm.changes(tbl regclass, since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                            event text DEFAULT NULL, lim integer DEFAULT NULL, col name DEFAULT NULL)
+RETURNS TABLE (id uuid, at timestamptz, entity_key text, event text, from_state text,
+               to_state text, payload jsonb, actor text, db_user text)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_changes';
+COMMENT ON FUNCTION fsm.changes(regclass, timestamptz, timestamptz, text, integer, name)
+    IS 'fsm: the history of a whole table, newest first; since inclusive, until exclusive (millisecond precision)';
+
+DROP FUNCTION fsm.current_states(regclass, anyarray);
+CREATE FUNCTION fsm.current_states(tbl regclass, keys anyarray, col name DEFAULT NULL)
+RETURNS TABLE (entity_key anyelement, state text, since timestamptz, last_event text, transition_id uuid)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_current_states';
+COMMENT ON FUNCTION fsm.current_states(regclass, anyarray, name)
+    IS 'fsm: the state of each existing key, with the moment, event and id of its last transition';
+
+CREATE FUNCTION fsm.states_at(tbl regclass, keys anyarray, at timestamptz, col name DEFAULT NULL)
+RETURNS TABLE (entity_key anyelement, state text, since timestamptz)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_states_at';
+COMMENT ON FUNCTION fsm.states_at(regclass, anyarray, timestamptz, name)
+    IS 'fsm: the state each key was in at a moment (millisecond precision), and since when';
+
+-- Asking before acting (src/ask.rs): the rules of fire applied to the row
+-- as the caller sees it now, without a lock or a change.
+CREATE FUNCTION fsm.can_fire(tbl regclass, key anyelement, event text,
+                             payload jsonb DEFAULT NULL, col name DEFAULT NULL)
+RETURNS boolean LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_can_fire';
+COMMENT ON FUNCTION fsm.can_fire(regclass, anyelement, text, jsonb, name)
+    IS 'fsm: whether fire would move the entity now (source state, roles, payload, guard)';
+
+CREATE FUNCTION fsm.available_events(tbl regclass, key anyelement, col name DEFAULT NULL)
+RETURNS TABLE (event text, to_states text[], allowed boolean, reason text)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_available_events';
+COMMENT ON FUNCTION fsm.available_events(regclass, anyelement, name)
+    IS 'fsm: every event of the machine, where it leads from the current state, whether it is allowed now, and why not';

@@ -1,0 +1,46 @@
+-- The README's examples, as written there, in a database of their own (the
+-- README's names are the ones earlier files use too).
+\set SHOW_CONTEXT never
+CREATE DATABASE fsm_readme;
+\c fsm_readme
+\set SHOW_CONTEXT never
+-- "In five statements"
+CREATE EXTENSION fsm;
+
+SELECT fsm.create_machine('order', '{
+  "states": {"created": {"initial": true}, "paid": {}, "shipped": {},
+             "delivered": {"final": true}, "cancelled": {"final": true}},
+  "events": {"pay":     {"from": "created", "to": "paid",
+                         "payload": {"type": "object", "required": ["amount"]}},
+             "ship":    {"from": "paid", "to": "shipped"},
+             "deliver": {"from": "shipped", "to": "delivered"},
+             "cancel":  {"from": ["created", "paid"], "to": "cancelled"}}
+}');
+
+CREATE TABLE orders (id bigint PRIMARY KEY, customer text, status text);
+SELECT fsm.attach('orders', 'status', 'order');   -- returns the history table
+
+INSERT INTO orders (id, customer) VALUES (1, 'ada');        -- status = 'created'
+SELECT fsm.fire('orders', 1, 'pay', '{"amount": 42}');      -- 'paid'
+UPDATE orders SET status = 'shipped' WHERE id = 1;          -- event "ship"
+UPDATE orders SET status = 'created' WHERE id = 1;
+
+SELECT event, from_state, to_state, payload FROM fsm.history('orders', 1::bigint);
+SELECT entity_key, state, last_event FROM fsm.current_states('orders', ARRAY[1, 2, 3]::bigint[]);
+SELECT fsm.to_mermaid('order');
+
+-- "Reading history"
+SELECT event, from_state, to_state, actor FROM fsm.history('orders', 1, lim => 10);
+SELECT entity_key, event, from_state, to_state
+  FROM fsm.changes('orders', since => now() - interval '1 hour');
+SELECT count(*) FROM fsm.changes('orders', since => current_date, event => 'cancel');
+SELECT entity_key, state, last_event FROM fsm.current_states('orders', ARRAY[1, 2, 3]);
+SELECT entity_key, state FROM fsm.states_at('orders', ARRAY[1, 2, 3], now() - interval '1 day');
+SELECT entity_key, state FROM fsm.states_at('orders', ARRAY[1, 2, 3], now());
+
+-- "Asking before acting"
+INSERT INTO orders (id, customer) VALUES (2, 'grace');
+SELECT fsm.can_fire('orders', 2, 'pay');                     -- false: "pay" needs {"amount": …}
+SELECT fsm.can_fire('orders', 2, 'pay', '{"amount": 42}');   -- true
+SELECT * FROM fsm.available_events('orders', 2);
+
