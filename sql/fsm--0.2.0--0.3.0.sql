@@ -70,3 +70,23 @@ RETURNS TABLE (event text, to_states text[], allowed boolean, reason text)
 LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_available_events';
 COMMENT ON FUNCTION fsm.available_events(regclass, anyelement, name)
     IS 'fsm: every event of the machine, where it leads from the current state, whether it is allowed now, and why not';
+
+-- fire takes an idempotency key: a retried request never moves twice. Each
+-- history table gets the unique index its lookups use.
+DROP FUNCTION fsm.fire(regclass, anyelement, text, jsonb, text, text, name);
+CREATE FUNCTION fsm.fire(tbl regclass, key anyelement, event text,
+                         payload jsonb DEFAULT NULL, expect text DEFAULT NULL, "to" text DEFAULT NULL,
+                         col name DEFAULT NULL, idempotency_key text DEFAULT NULL)
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_fire';
+COMMENT ON FUNCTION fsm.fire(regclass, anyelement, text, jsonb, text, text, name, text)
+    IS 'fsm: fires an event on one entity; returns its new state';
+DO $upgrade$
+DECLARE
+    b record;
+BEGIN
+    FOR b IN SELECT bb.history FROM fsm.binding bb LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE UNIQUE INDEX ON %s (idempotency_key) WHERE idempotency_key IS NOT NULL', b.history);
+    END LOOP;
+END
+$upgrade$;

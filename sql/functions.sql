@@ -13,9 +13,9 @@ COMMENT ON FUNCTION fsm.create_machine(text, jsonb, boolean)
 -- checked by the extension (a NULL is 22004, not a crash or a silent NULL).
 CREATE FUNCTION fsm.fire(tbl regclass, key anyelement, event text,
                          payload jsonb DEFAULT NULL, expect text DEFAULT NULL, "to" text DEFAULT NULL,
-                         col name DEFAULT NULL)
+                         col name DEFAULT NULL, idempotency_key text DEFAULT NULL)
 RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_fire';
-COMMENT ON FUNCTION fsm.fire(regclass, anyelement, text, jsonb, text, text, name)
+COMMENT ON FUNCTION fsm.fire(regclass, anyelement, text, jsonb, text, text, name, text)
     IS 'fsm: fires an event on one entity; returns its new state';
 
 -- Asking before acting (src/ask.rs): the rules of fire applied to the row

@@ -56,7 +56,8 @@ unsafe fn can_fire(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum>
                 clip(&event),
                 b.machine_name
             ),
-        ));
+        )
+        .located(b.fields(None)));
     };
     let allowed = connected(|| -> FsmResult<bool> {
         // SAFETY: the converted datum is of the key type.
@@ -136,7 +137,8 @@ fn current_row(b: &Binding, key: Key) -> FsmResult<(String, Row)> {
         return Err(FsmError::new(
             ErrorKind::KeyNotFound,
             format!("no row of {} has key {}", b.table, b.key_text(key.datum())),
-        ));
+        )
+        .located(b.fields(None)));
     };
     Ok((row.text(1)?.unwrap_or_default(), row))
 }

@@ -280,6 +280,7 @@ fn attach_column(
             idempotency_key pg_catalog.text
          );
          CREATE INDEX ON {history} (entity_key, id) INCLUDE (event);
+         CREATE UNIQUE INDEX ON {history} (idempotency_key) WHERE idempotency_key IS NOT NULL;
          CREATE TRIGGER fsm_append_only BEFORE UPDATE OR DELETE ON {history}
              FOR EACH STATEMENT EXECUTE FUNCTION fsm.refuse_history_change();
          CREATE TRIGGER fsm_append_only_truncate BEFORE TRUNCATE ON {history}

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use pgrx::pg_sys;
 
 use crate::callable::{self, Callable, Purpose};
-use crate::error::{clip, ErrorKind, FsmError, FsmResult};
+use crate::error::{clip, ErrorKind, Fields, FsmError, FsmResult};
 use crate::key::KeyType;
 use crate::machine::{validate::compile, Definition, EventId, Machine, StateId};
 use crate::spi_plan::{connected, KeptPlan, PlanCache, Row};
@@ -65,6 +65,12 @@ pub enum Statement {
     /// Every key whose row the caller can see, as an array (row level
     /// security, for `changes`).
     AllVisibleKeys,
+    /// `fire`'s idempotency key: a transaction lock on it (`$1`), so that
+    /// every use of one key on one binding serialises.
+    IdempotencyLock,
+    /// The history row that recorded an idempotency key (`$1`): its
+    /// entity, event and state.
+    IdempotencyLookup,
 }
 
 /// `fire`'s statements.
@@ -95,6 +101,10 @@ pub struct Binding {
     pub bound_relid: pg_sys::Oid,
     /// `regclass` output of the bound table, for messages.
     pub table: String,
+    /// The bound table's schema and name, unquoted: the error fields of a
+    /// refused transition (see `fields`).
+    pub schema_name: String,
+    pub relation_name: String,
     pub column: String,
     /// The state column's number in `relid`.
     pub attnum: i16,
@@ -137,6 +147,21 @@ impl Binding {
     /// Whether this is the binding of a partition of the bound table.
     pub fn on_partition(&self) -> bool {
         self.relid != self.bound_relid
+    }
+
+    /// The error fields of a transition refused on this binding: the
+    /// constraint is `<machine>:<event>`, or `<machine>` where no event of
+    /// the machine applies.
+    pub fn fields(&self, event: Option<EventId>) -> Fields {
+        Fields {
+            schema: self.schema_name.clone(),
+            table: self.relation_name.clone(),
+            column: self.column.clone(),
+            constraint: match event {
+                Some(e) => format!("{}:{}", self.machine_name, self.machine.event(e).name),
+                None => self.machine_name.clone(),
+            },
+        }
     }
 
     /// A key of the table's key type as text, cut for messages.
@@ -377,9 +402,12 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
                 }),
             })
             .collect();
+    let (schema_name, relation_name) = relation_names(s.bound_relid);
     Ok(Binding {
         relid,
         bound_relid: s.bound_relid,
+        schema_name,
+        relation_name,
         table_sql: sql::qualified_relation(s.bound_relid)?,
         table: s.table,
         column: s.column,
@@ -402,6 +430,26 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
         insert_history_rows: OnceCell::new(),
         notify_plan: OnceCell::new(),
     })
+}
+
+/// The schema and name of a live relation, unquoted, from the syscache.
+fn relation_names(relid: pg_sys::Oid) -> (String, String) {
+    let text = |name: *mut std::ffi::c_char| {
+        if name.is_null() {
+            return String::new();
+        }
+        // SAFETY: a NUL-terminated name the syscache just copied.
+        unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    // SAFETY: syscache lookups by oid; NULL when the object is gone.
+    unsafe {
+        (
+            text(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid))),
+            text(pg_sys::get_rel_name(relid)),
+        )
+    }
 }
 
 fn stored_invalid(machine: &str, why: &str) -> FsmError {

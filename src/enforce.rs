@@ -24,12 +24,11 @@ use pgrx::prelude::*;
 use crate::binding::Binding;
 use crate::error::{clip, ErrorKind, FsmError, FsmResult};
 use crate::history::{self, Entry};
-use crate::json::Jsonb;
 use crate::key::Key;
 use crate::machine::{EventId, StateId};
 use crate::pending;
 use crate::transition::{
-    check_requirements, event_of_update, run_action, take_fire_context, Subject,
+    check_requirements, event_of_update, run_action, take_fire_context, Fired, Subject,
 };
 
 v1_function!(fsm_enforce, pg_finfo_fsm_enforce, enforce);
@@ -226,6 +225,7 @@ fn on_insert(b: &Rc<Binding>, row: Row) {
             "Leave {} NULL or set it to \"{initial}\", then fire events.",
             b.column
         ))
+        .located(b.fields(None))
         .raise(),
     }
     record(b, key, None, machine.initial, None, || row.composite(b));
@@ -291,8 +291,9 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
         (_, None) => not_a_state(new_state),
     };
 
-    let (event, payload) = match take_fire_context(b, key, from, to) {
-        Some(fired) => fired,
+    let fired = take_fire_context(b, key, from, to);
+    let event = match &fired {
+        Some(fired) => fired.event,
         None => {
             if b.protect {
                 protected()
@@ -300,28 +301,31 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
             let event = event_of_update(&subject, from, to).unwrap_or_else(|e| e.raise());
             check_requirements(&subject, event, None, || new.composite(b))
                 .unwrap_or_else(|e| e.raise());
-            (event, None)
+            event
         }
     };
-    record(b, key, Some((event, from)), to, payload, || {
+    record(b, key, Some((event, from)), to, fired.as_ref(), || {
         new.composite(b)
     });
 }
 
 /// Records a written change: held until the statement ends (see
 /// `pending`), unless something must see its history row now: an action,
-/// the binding's NOTIFY (which carries the row's id), or a payload.
+/// the binding's NOTIFY (which carries the row's id), or what `fire` gave
+/// (a payload, an idempotency key).
 fn record(
     b: &Rc<Binding>,
     key: Key,
     moved: Option<(EventId, StateId)>,
     to: StateId,
-    payload: Option<Jsonb>,
+    fired: Option<&Fired>,
     row: impl FnOnce() -> pg_sys::Datum,
 ) {
     let event = moved.map(|(e, _)| e);
     let has_action = event.is_some_and(|e| b.runtime(e).action.is_some());
-    if payload.is_none() && !has_action && b.notify.is_none() {
+    let payload = fired.and_then(|f| f.payload);
+    let idempotency_key = fired.and_then(|f| f.idempotency_key);
+    if payload.is_none() && idempotency_key.is_none() && !has_action && b.notify.is_none() {
         pending::hold(b, key, event, moved.map(|(_, f)| f), to);
         return;
     }
@@ -334,6 +338,7 @@ fn record(
             from: moved.map(|(_, f)| machine.state(f).name.as_str()),
             to: &machine.state(to).name,
             payload,
+            idempotency_key,
         },
     );
     if let Some(event) = event {

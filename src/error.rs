@@ -104,6 +104,22 @@ pub struct FsmError {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// Where a refused transition happened, for PostgreSQL's standard
+    /// error fields (see [`fields`]).
+    pub fields: Option<Box<Fields>>,
+}
+
+/// PostgreSQL's standard error fields of a refused transition: a client
+/// reads them without parsing text (libpq `PG_DIAG_SCHEMA_NAME` …,
+/// psycopg `e.diag.schema_name` …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    pub schema: String,
+    pub table: String,
+    /// The state column.
+    pub column: String,
+    /// `<machine>:<event>`, or `<machine>` where no event applies.
+    pub constraint: String,
 }
 
 impl FsmError {
@@ -113,7 +129,14 @@ impl FsmError {
             message: message.into(),
             detail: None,
             hint: None,
+            fields: None,
         }
+    }
+
+    /// Sets the error fields (see [`Fields`]).
+    pub fn located(mut self, fields: Fields) -> FsmError {
+        self.fields = Some(Box::new(fields));
+        self
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> FsmError {
@@ -135,6 +158,7 @@ impl FsmError {
 
 impl From<FsmError> for ErrorReport {
     fn from(e: FsmError) -> ErrorReport {
+        fields::stash(e.kind.sqlstate(), e.fields);
         let mut report = ErrorReport::new(e.kind.sqlstate(), e.message, "fsm");
         if let Some(d) = e.detail {
             report = report.set_detail(d);
@@ -155,6 +179,7 @@ impl From<pgrx::spi::SpiError> for FsmError {
             message: format!("fsm internal SPI error: {e}"),
             detail: None,
             hint: None,
+            fields: None,
         }
     }
 }
@@ -221,5 +246,139 @@ impl<T> NoRowIsNone<T> for Result<Option<T>, pgrx::spi::SpiError> {
             Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
             other => Ok(other?),
         }
+    }
+}
+
+/// Carries an error's [`Fields`] to PostgreSQL. pgrx raises an ERROR by
+/// unwinding to the function's boundary and reporting it there, with
+/// message, detail and hint only; so the fields wait here, and an error
+/// context callback that every raw V1 function pushes (`v1_function!`)
+/// sets them while PostgreSQL builds the report (context callbacks run
+/// inside `errfinish`, with the error's data current).
+///
+/// The fields are set only on an error of the SQLSTATE they were raised
+/// with, and are forgotten when a (sub)transaction aborts, so an error
+/// caught and followed by another never lends the next one its fields. An
+/// fsm error raised inside a nested statement of ours and re-raised at the
+/// outer boundary keeps them.
+pub mod fields {
+    use std::cell::RefCell;
+    use std::ffi::CString;
+
+    use pgrx::{pg_sys, PgSqlErrorCode};
+
+    use super::Fields;
+
+    thread_local! {
+        static PENDING: RefCell<Option<(PgSqlErrorCode, Box<Fields>)>> = const { RefCell::new(None) };
+    }
+
+    /// Keeps `fields` for the error about to be raised with `sqlstate`
+    /// (none: forget earlier ones).
+    pub fn stash(sqlstate: PgSqlErrorCode, fields: Option<Box<Fields>>) {
+        PENDING.with(|p| *p.borrow_mut() = fields.map(|f| (sqlstate, f)));
+    }
+
+    /// Forgets the fields at every (sub)transaction abort: the error they
+    /// were for is over. Called once per backend, from `_PG_init`.
+    pub fn register() {
+        // SAFETY: registers callbacks that live as long as the library.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+        }
+    }
+
+    fn forget() {
+        let _ = PENDING.try_with(|p| p.borrow_mut().take());
+    }
+
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn on_xact_event(
+        event: pg_sys::XactEvent::Type,
+        _arg: *mut std::ffi::c_void,
+    ) {
+        if event == pg_sys::XactEvent::XACT_EVENT_ABORT
+            || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+        {
+            forget();
+        }
+    }
+
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn on_subxact_event(
+        event: pg_sys::SubXactEvent::Type,
+        _sub: pg_sys::SubTransactionId,
+        _parent: pg_sys::SubTransactionId,
+        _arg: *mut std::ffi::c_void,
+    ) {
+        if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+            forget();
+        }
+    }
+
+    /// Runs `body` as pgrx runs an `extern "C-unwind"` function's body
+    /// (a panic or an ERROR becomes an ERROR reported here), with the
+    /// callback that sets the fields on the stack while it is reported.
+    /// Every entry point of ours that can see an fsm refusal pass calls
+    /// this: the raw V1 functions, and the executor and utility hooks,
+    /// which re-raise an ERROR their standard function raised (an AFTER
+    /// trigger's refusal among them) and would otherwise report it bare.
+    ///
+    /// # Safety
+    /// Called directly by an `extern "C-unwind"` function, as its whole
+    /// body: an ERROR leaves through PostgreSQL's longjmp, past this frame
+    /// and the caller's, which hold nothing to drop.
+    #[inline(always)]
+    pub unsafe fn guarded<R>(body: impl FnOnce() -> R) -> R {
+        // The callback lives in this frame, which is live while the guard
+        // reports an error; it is popped on return. On an ERROR, whoever
+        // catches it restores error_context_stack.
+        let mut callback = pg_sys::ErrorContextCallback {
+            // SAFETY: error_context_stack is the backend's; read and
+            // written on its one thread.
+            previous: unsafe { pg_sys::error_context_stack },
+            callback: Some(set_on_report),
+            arg: std::ptr::null_mut(),
+        };
+        // SAFETY: as above; `callback` outlives its place on the stack.
+        unsafe { pg_sys::error_context_stack = &mut callback };
+        // SAFETY: the caller's contract.
+        let result = unsafe { pg_sys::submodules::panic::pgrx_extern_c_guard(body) };
+        // SAFETY: as above.
+        unsafe { pg_sys::error_context_stack = callback.previous };
+        result
+    }
+
+    /// The error context callback (see the module's comment).
+    ///
+    /// # Safety
+    /// Called by PostgreSQL from `errfinish`, with an error being reported.
+    pub unsafe extern "C-unwind" fn set_on_report(_arg: *mut std::ffi::c_void) {
+        PENDING.with(|p| {
+            let pending = p.borrow();
+            let Some((sqlstate, f)) = pending.as_ref() else {
+                return;
+            };
+            // SAFETY: inside errfinish, the error being reported is current.
+            if unsafe { pg_sys::geterrcode() } != *sqlstate as i32 {
+                return;
+            }
+            let values = [
+                (pg_sys::PG_DIAG_SCHEMA_NAME, &f.schema),
+                (pg_sys::PG_DIAG_TABLE_NAME, &f.table),
+                (pg_sys::PG_DIAG_COLUMN_NAME, &f.column),
+                (pg_sys::PG_DIAG_CONSTRAINT_NAME, &f.constraint),
+            ];
+            for (field, value) in values {
+                // Names from the catalog never hold NUL; skip one that would.
+                let Ok(value) = CString::new(value.as_str()) else {
+                    continue;
+                };
+                // SAFETY: sets a field of the current error, which copies
+                // the string into the error's memory context.
+                unsafe { pg_sys::err_generic_string(field as i32, value.as_ptr()) };
+            }
+        });
     }
 }

@@ -35,10 +35,13 @@ struct Request<'a> {
     payload: Option<Jsonb>,
     expect: Option<&'a str>,
     to: Option<&'a str>,
+    /// As text and as the caller's text datum (recorded as given).
+    idempotency_key: Option<(&'a str, pg_sys::Datum)>,
 }
 
-/// `fsm.fire(tbl, key, event, payload, expect, "to", col)`: returns the new
-/// state.
+/// `fsm.fire(tbl, key, event, payload, expect, "to", col, idempotency_key)`:
+/// returns the new state (for a retried idempotency key, the state that
+/// request reached, changing nothing).
 ///
 /// # Errors
 /// 22004 a required argument is NULL; 42P01 no such table; P0002 no such
@@ -47,7 +50,8 @@ struct Request<'a> {
 /// machines of the table and `col` is not given; 40001 `expect` differs
 /// from the current state; 55000 event not allowed from the current state;
 /// 22023 payload fails its schema or `to` is not a target; 42501 role
-/// missing; 23514 guard said no.
+/// missing; 23514 guard said no; 22023 an idempotency key used for another
+/// entity or event, or not 1 to 255 bytes.
 unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     // SAFETY: called by the function manager with a valid fcinfo.
     let args = unsafe { Args::new(fcinfo) };
@@ -56,11 +60,16 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     let key_type = args.type_of(1)?;
     let event = required(args.text(2), "event")?;
     let (expect, to) = (args.text(4), args.text(5));
+    let idempotency_key = args.text(7);
+    if let Some(k) = &idempotency_key {
+        check_idempotency_key(k)?;
+    }
     let request = Request {
         event: &event,
         payload: args.jsonb(3),
         expect: expect.as_deref(),
         to: to.as_deref(),
+        idempotency_key: idempotency_key.as_deref().zip(args.datum(7)),
     };
     let bindings = cache::attached_bindings(tbl)?;
     let b = choose_binding(&bindings, &event, args.name(6).as_deref())?;
@@ -103,7 +112,11 @@ pub fn choose_binding<'a>(
 fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
     let machine = &b.machine;
     let event_id = machine.event_id(r.event);
-    if let Some(moved) = event_id
+    if let Some((idempotency_key, _)) = r.idempotency_key {
+        if let Some(done) = already_done(b, key, r.event, idempotency_key)? {
+            return Ok(done);
+        }
+    } else if let Some(moved) = event_id
         .map(|e| try_one_statement(b, key, e, r))
         .transpose()?
         .flatten()
@@ -126,7 +139,8 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
                 b.key_text(key.datum()),
                 clip(r.event)
             ),
-        ));
+        )
+        .located(b.fields(event_id)));
     };
     let state = row.text(1)?.unwrap_or_default();
     // SAFETY: column 2 is checked to be of the key type.
@@ -153,7 +167,8 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
                     subject.at()
                 ),
             )
-            .hint("Another transaction moved it: read the state again and retry."));
+            .hint("Another transaction moved it: read the state again and retry.")
+            .located(b.fields(event_id)));
         }
     }
     let Some(event_id) = event_id else {
@@ -192,6 +207,7 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
                 from: Some(&state),
                 to: &target_name,
                 payload: r.payload,
+                idempotency_key: r.idempotency_key.map(|(_, d)| d),
             },
         );
         run_action(b, event_id, r.payload, whole_row)?;
@@ -205,6 +221,7 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
         to: target,
         event: event_id,
         payload: r.payload,
+        idempotency_key: r.idempotency_key.map(|(_, d)| d),
     });
     let updated = plan(b, FireStatement::Update).execute(
         &[Some(table_key.datum()), target_name.as_str().into_datum()],
@@ -214,9 +231,83 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
         return Err(subject.refuse(
             ErrorKind::InsufficientPrivilege,
             format!("event \"{}\" could not update the row: a row level security policy or a trigger skipped it", machine.event(event_id).name),
-        ));
+        ).located(b.fields(Some(event_id))));
     }
     Ok(target_name)
+}
+
+/// 22023 unless an idempotency key is 1 to 255 bytes: it is indexed, and
+/// an index entry has a size limit.
+fn check_idempotency_key(key: &str) -> FsmResult<()> {
+    if key.is_empty() || key.len() > 255 {
+        return Err(FsmError::new(
+            ErrorKind::InvalidParameter,
+            format!(
+                "an idempotency key must be 1 to 255 bytes, not {}",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The state the entity reached when `idempotency_key` was first used, if
+/// it was: the request is a retry and changes nothing. 22023 when the key
+/// was used for another entity or another event. Every use of one key on
+/// one binding is serialised by a transaction lock on it, so concurrent
+/// duplicates wait for the first and then find what it recorded.
+fn already_done(
+    b: &Binding,
+    key: Key,
+    event: &str,
+    idempotency_key: &str,
+) -> FsmResult<Option<String>> {
+    let lock = b.plans.get(Statement::IdempotencyLock, || {
+        (
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, $2))".into(),
+            vec![pg_sys::TEXTOID, pg_sys::INT8OID],
+        )
+    });
+    let seed = i64::from(u32::from(b.history_relid));
+    lock.execute(&[idempotency_key.into_datum(), seed.into_datum()], false);
+    let lookup = b.plans.get(Statement::IdempotencyLookup, || {
+        (
+            format!(
+                "SELECT h.entity_key, h.event, h.to_state FROM {} h \
+                  WHERE h.idempotency_key OPERATOR(pg_catalog.=) $1",
+                b.history_table
+            ),
+            vec![pg_sys::TEXTOID],
+        )
+    });
+    // History is read as its owner: callers have no grant on it.
+    let found = crate::sql::as_user(b.history_owner, crate::sql::Restrict::Restricted, || {
+        lookup.first_row(&[idempotency_key.into_datum()])
+    });
+    let Some(row) = found else {
+        return Ok(None);
+    };
+    // SAFETY: column 1 is checked to be of the key type.
+    let recorded_key =
+        unsafe { Key::of_key_type(row.typed(1, b.key.oid())?.expect("entity_key is NOT NULL")) };
+    let recorded_event = row.text(2)?;
+    if b.key.equal(recorded_key, key) && recorded_event.as_deref() == Some(event) {
+        return Ok(Some(row.text(3)?.unwrap_or_default()));
+    }
+    Err(FsmError::new(
+        ErrorKind::InvalidParameter,
+        format!(
+            "idempotency key \"{}\" was used for event \"{}\" on key {} of {}, not for event \"{}\" on key {}",
+            clip(idempotency_key),
+            clip(recorded_event.as_deref().unwrap_or("")),
+            b.key_text(recorded_key.datum()),
+            b.table,
+            clip(event),
+            b.key_text(key.datum())
+        ),
+    )
+    .hint("Use a new key for each distinct request.")
+    .located(b.fields(b.machine.event_id(event))))
 }
 
 /// The locked row as a composite datum, for a guard or an action.
@@ -241,7 +332,8 @@ fn choose_target(
     event: EventId,
     r: &Request,
 ) -> FsmResult<StateId> {
-    let machine = &subject.binding.machine;
+    let b = subject.binding;
+    let machine = &b.machine;
     let targets = machine.targets(from, event);
     let hint = || {
         let names: Vec<&str> = targets
@@ -251,14 +343,16 @@ fn choose_target(
         format!("Targets: {}.", names.join(", "))
     };
     match (targets, r.to) {
-        ([], _) => Err(subject.refuse(
-            ErrorKind::NotAllowed,
-            format!(
-                "event \"{}\" is not allowed from state \"{}\"",
-                machine.event(event).name,
-                clip(subject.state)
-            ),
-        )),
+        ([], _) => Err(subject
+            .refuse(
+                ErrorKind::NotAllowed,
+                format!(
+                    "event \"{}\" is not allowed from state \"{}\"",
+                    machine.event(event).name,
+                    clip(subject.state)
+                ),
+            )
+            .located(b.fields(Some(event)))),
         (_, Some(wanted)) => machine
             .state_id(wanted)
             .filter(|s| targets.contains(s))
@@ -273,6 +367,7 @@ fn choose_target(
                     ),
                 )
                 .hint(hint())
+                .located(b.fields(Some(event)))
             }),
         ([only], None) => Ok(*only),
         (_, None) => Err(FsmError::new(
@@ -283,7 +378,8 @@ fn choose_target(
                 subject.at()
             ),
         )
-        .hint(hint())),
+        .hint(hint())
+        .located(b.fields(Some(event)))),
     }
 }
 
@@ -340,6 +436,7 @@ fn try_one_statement(
         to: target,
         event,
         payload: r.payload,
+        idempotency_key: None,
     });
     let target_name = machine.state(target).name.as_str();
     let moved = plan(b, FireStatement::Move { event, to: target }).execute(

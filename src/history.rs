@@ -25,6 +25,8 @@ pub struct Entry<'a> {
     pub to: &'a str,
     /// The caller's own jsonb, stored as given.
     pub payload: Option<Jsonb>,
+    /// `fire`'s idempotency key, a text datum.
+    pub idempotency_key: Option<pg_sys::Datum>,
 }
 
 /// One written change whose history row is not appended yet (held by
@@ -51,8 +53,9 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
         let plan = b.insert_history.get_or_init(|| {
             KeptPlan::prepare(
                 &format!(
-                    "INSERT INTO {} (id, entity_key, event, from_state, to_state, payload, actor, db_user, machine_version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO {} (id, entity_key, event, from_state, to_state, payload, actor, db_user, \
+                                     machine_version, idempotency_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     b.history_table
                 ),
                 &[
@@ -65,6 +68,7 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
                     pg_sys::TEXTOID,
                     pg_sys::TEXTOID,
                     pg_sys::INT4OID,
+                    pg_sys::TEXTOID,
                 ],
             )
         });
@@ -78,6 +82,7 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
             actor_datum(),
             Some(current_user_datum()),
             b.machine_version.into_datum(),
+            e.idempotency_key,
         ];
         as_user(b.history_owner, Restrict::Restricted, || {
             plan.execute(&args, false)
@@ -102,6 +107,7 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
                 from: one.from.map(|s| machine.state(s).name.as_str()),
                 to: &machine.state(one.to).name,
                 payload: None,
+                idempotency_key: None,
             };
             return append_with_id(b, &entry, pgrx::Uuid::from_bytes(one.id));
         }

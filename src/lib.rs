@@ -49,6 +49,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::register();
     cache::register_invalidation();
     pending::register_callbacks();
+    error::fields::register();
     machine::on_long_loops(check_for_interrupts);
 }
 

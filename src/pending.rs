@@ -205,8 +205,16 @@ pub fn register_callbacks() {
     }
 }
 
-#[pgrx::pg_guard]
+/// Both hooks run their body through `error::fields::guarded` rather than
+/// `#[pg_guard]`: an ERROR their standard function raises (an AFTER
+/// trigger's refusal) is re-raised here, and must keep its error fields.
 unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
+    let body = move || executor_finish_body(query);
+    // SAFETY: the whole body of this extern function.
+    unsafe { crate::error::fields::guarded(body) }
+}
+
+fn executor_finish_body(query: *mut pg_sys::QueryDesc) {
     // SAFETY: the hook chain's contract: call the previous hook or the
     // standard function with the same query; an ERROR raised by another
     // extension's hook is caught at the boundary and re-raised.
@@ -228,9 +236,35 @@ unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
     }
 }
 
-#[pgrx::pg_guard]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn process_utility(
+    statement: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    environment: *mut pg_sys::QueryEnvironment,
+    destination: *mut pg_sys::DestReceiver,
+    completion: *mut pg_sys::QueryCompletion,
+) {
+    let body = move || {
+        process_utility_body(
+            statement,
+            query,
+            read_only_tree,
+            context,
+            params,
+            environment,
+            destination,
+            completion,
+        )
+    };
+    // SAFETY: the whole body of this extern function.
+    unsafe { crate::error::fields::guarded(body) }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_utility_body(
     statement: *mut pg_sys::PlannedStmt,
     query: *const std::ffi::c_char,
     read_only_tree: bool,

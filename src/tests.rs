@@ -492,6 +492,84 @@ mod tests {
         );
     }
 
+    /// The error fields of the error `sql` raises, as PL/pgSQL reads them:
+    /// "sqlstate schema/table/column/constraint".
+    fn fields_of(sql: &str) -> String {
+        Spi::run("CREATE TEMP TABLE IF NOT EXISTS seen (f text)").unwrap();
+        Spi::run("TRUNCATE seen").unwrap();
+        Spi::run(&format!(
+            "DO $do$ DECLARE c text; s text; t text; col text; n text; BEGIN
+               EXECUTE {sql};
+             EXCEPTION WHEN OTHERS THEN
+               GET STACKED DIAGNOSTICS c = RETURNED_SQLSTATE, s = SCHEMA_NAME, t = TABLE_NAME,
+                                       col = COLUMN_NAME, n = CONSTRAINT_NAME;
+               INSERT INTO seen VALUES (c || ' ' || concat_ws('/', s, t, col, n));
+             END $do$",
+            sql = pgrx::spi::quote_literal(sql)
+        ))
+        .unwrap();
+        one::<String>("SELECT f FROM seen").expect("an error was raised")
+    }
+
+    #[pg_test]
+    fn refusals_carry_the_standard_error_fields() {
+        setup_orders();
+        let schema = one::<String>(
+            "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = 'orders'::regclass",
+        )
+        .unwrap();
+        assert_eq!(
+            fields_of("SELECT fsm.fire('orders', 1, 'ship')"),
+            format!("55000 {schema}/orders/status/order:ship")
+        );
+        assert_eq!(
+            fields_of("SELECT fsm.fire('orders', 1, 'pay')"),
+            format!("22023 {schema}/orders/status/order:pay")
+        );
+        assert_eq!(
+            fields_of("UPDATE orders SET status = 'shipped' WHERE id = 1"),
+            format!("55000 {schema}/orders/status/order")
+        );
+        assert_eq!(
+            fields_of("INSERT INTO orders (id, status) VALUES (5, 'paid')"),
+            format!("55000 {schema}/orders/status/order")
+        );
+        // Not fsm's refusal: no fields, even right after one that had them.
+        assert_eq!(fields_of("SELECT 1 / 0"), "22012 ///");
+    }
+
+    #[pg_test]
+    fn an_idempotency_key_never_moves_twice() {
+        setup_orders();
+        let pay =
+            r#"SELECT fsm.fire('orders', 1, 'pay', '{"amount": 1}', idempotency_key => 'r1')"#;
+        assert_eq!(one::<String>(pay), Some("paid".into()));
+        assert_eq!(one::<String>(pay), Some("paid".into()));
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(coalesce(event, '-') || ':' || coalesce(idempotency_key, '-'), ',' ORDER BY id)
+                   FROM orders_status_history WHERE entity_key = 1"
+            ),
+            Some("-:-,pay:r1".into())
+        );
+        let (code, message) = error_of(
+            r#"SELECT fsm.fire('orders', 2, 'pay', '{"amount": 1}', idempotency_key => 'r1')"#,
+        );
+        assert_eq!(code, ERRCODE_INVALID_PARAMETER_VALUE);
+        assert_eq!(
+            message,
+            r#"idempotency key "r1" was used for event "pay" on key 1 of orders, not for event "pay" on key 2"#
+        );
+        assert_eq!(
+            error_of("SELECT fsm.fire('orders', 1, 'ship', idempotency_key => repeat('x', 256))").0,
+            ERRCODE_INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            one::<String>("SELECT status FROM orders WHERE id = 2"),
+            Some("created".into())
+        );
+    }
+
     #[pg_test]
     fn set_based_update_appends_a_history_row_per_row() {
         Spi::run(

@@ -40,6 +40,7 @@ impl Subject<'_> {
             .unwrap_or_default();
         FsmError::new(kind, format!("{what} {}", self.at()))
             .hint(allowed_hint(&clip(self.state), &allowed))
+            .located(self.binding.fields(None))
     }
 }
 
@@ -149,8 +150,9 @@ pub fn check_requirements(
     match requirement_refusal(subject.binding, event, payload, Payload::Check, row)? {
         None => Ok(()),
         Some(refusal) => {
-            let (kind, what) = refusal.describe(subject.binding, event);
-            Err(subject.refuse(kind, what))
+            let b = subject.binding;
+            let (kind, what) = refusal.describe(b, event);
+            Err(subject.refuse(kind, what).located(b.fields(Some(event))))
         }
     }
 }
@@ -225,6 +227,7 @@ pub fn event_of_update(subject: &Subject, from: StateId, to: StateId) -> FsmResu
                         "SET LOCAL fsm.event to one of: {}.",
                         names.join(", ")
                     ))
+                    .located(subject.binding.fields(None))
                 })
         }
     }
@@ -243,6 +246,16 @@ pub struct FireContext {
     pub to: StateId,
     pub event: EventId,
     pub payload: Option<Jsonb>,
+    /// The caller's `idempotency_key` (a text datum), recorded on the
+    /// history row.
+    pub idempotency_key: Option<pg_sys::Datum>,
+}
+
+/// What the trigger takes from the fire that made the move it sees.
+pub struct Fired {
+    pub event: EventId,
+    pub payload: Option<Jsonb>,
+    pub idempotency_key: Option<pg_sys::Datum>,
 }
 
 /// One context per `fire` in progress, innermost last. A nested UPDATE
@@ -289,14 +302,9 @@ impl Drop for FireScope {
     }
 }
 
-/// The innermost fire's event and payload, if that fire is about exactly
-/// this row and this move and has not been used yet.
-pub fn take_fire_context(
-    b: &Binding,
-    key: Key,
-    from: StateId,
-    to: StateId,
-) -> Option<(EventId, Option<Jsonb>)> {
+/// The innermost fire's event, payload and idempotency key, if that fire
+/// is about exactly this row and this move and has not been used yet.
+pub fn take_fire_context(b: &Binding, key: Key, from: StateId, to: StateId) -> Option<Fired> {
     let (context, depth) = FIRES.with(|f| {
         let f = f.borrow();
         f.last().filter(|e| !e.used).map(|e| (e.context, f.len()))
@@ -320,5 +328,9 @@ pub fn take_fire_context(
             entry.used = true;
         }
     });
-    Some((context.event, context.payload))
+    Some(Fired {
+        event: context.event,
+        payload: context.payload,
+        idempotency_key: context.idempotency_key,
+    })
 }

@@ -5,7 +5,8 @@
 
 /// Exports `$name` as a V1 function running `$body`, an
 /// `unsafe fn(FunctionCallInfo) -> FsmResult<Datum>`. An `Err` is raised
-/// with its SQLSTATE; a Rust panic becomes an ERROR, as in any pgrx function.
+/// with its SQLSTATE (and its error fields: `error::fields`); a Rust panic
+/// becomes an ERROR, as in any pgrx function.
 macro_rules! v1_function {
     ($name:ident, $finfo:ident, $body:path) => {
         #[unsafe(no_mangle)]
@@ -22,10 +23,12 @@ macro_rules! v1_function {
         pub unsafe extern "C-unwind" fn $name(
             fcinfo: pgrx::pg_sys::FunctionCallInfo,
         ) -> pgrx::pg_sys::Datum {
-            pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || {
+            let body = move || {
                 // SAFETY: PostgreSQL passes a valid fcinfo for this call.
                 unsafe { $body(fcinfo) }.unwrap_or_else(|e| e.raise())
-            })
+            };
+            // SAFETY: the whole body of this extern function.
+            unsafe { $crate::error::fields::guarded(body) }
         }
     };
 }

@@ -44,3 +44,16 @@ SELECT fsm.can_fire('orders', 2, 'pay');                     -- false: "pay" nee
 SELECT fsm.can_fire('orders', 2, 'pay', '{"amount": 42}');   -- true
 SELECT * FROM fsm.available_events('orders', 2);
 
+
+-- "Errors": the error fields.
+DO $$ DECLARE t text; c text; n text; BEGIN
+  PERFORM fsm.fire('orders', 2, 'pay');          -- order 2 is created; no {"amount": …}
+EXCEPTION WHEN invalid_parameter_value THEN
+  GET STACKED DIAGNOSTICS t = TABLE_NAME, c = COLUMN_NAME, n = CONSTRAINT_NAME;
+  RAISE NOTICE '% % %', t, c, n;                 -- orders status order:pay
+END $$;
+
+-- "fire": idempotency keys.
+SELECT fsm.fire('orders', 2, 'pay', '{"amount": 42}', idempotency_key => 'checkout-7f3a');  -- 'paid'
+SELECT fsm.fire('orders', 2, 'pay', '{"amount": 42}', idempotency_key => 'checkout-7f3a');  -- 'paid', no second move
+SELECT count(*) AS pay_rows FROM orders_status_history WHERE entity_key = 2 AND event = 'pay';
