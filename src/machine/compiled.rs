@@ -166,6 +166,25 @@ impl Machine {
         &self.transitions
     }
 
+    /// Where an action's failure leads (`on_error`): one edge from each
+    /// state its event leaves, sorted as `transitions`. `fire` moves there
+    /// when the action raises, so these count when reaching states.
+    pub fn error_transitions(&self) -> Vec<Transition> {
+        let mut out: Vec<Transition> = self
+            .transitions
+            .iter()
+            .filter_map(|t| {
+                self.event(t.event).on_error.map(|to| Transition {
+                    event: t.event,
+                    from: t.from,
+                    to,
+                })
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+
     /// The states `event` may lead to from `from`; empty when not allowed.
     pub fn targets(&self, from: StateId, event: EventId) -> &[StateId] {
         &self.targets[from as usize * self.events.len() + event as usize]

@@ -6,7 +6,9 @@
 use super::compiled::Machine;
 
 /// Graphviz: the initial state is pointed at by a dot, final states are
-/// double-bordered, each transition is an edge labelled by its event.
+/// double-bordered, a state's `meta.label` (a string) labels its node, each
+/// transition is an edge labelled by its event, and where an action's
+/// failure leads (`on_error`) is a dotted edge.
 pub fn to_dot(name: &str, m: &Machine) -> String {
     let mut out = format!(
         "digraph {} {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
@@ -14,10 +16,24 @@ pub fn to_dot(name: &str, m: &Machine) -> String {
     );
     out.push_str("  \"[*]\" [shape=point, label=\"\"];\n");
     for s in &m.states {
-        if s.is_final {
-            out.push_str(&format!("  {} [peripheries=2];\n", dot_quote(&s.name)));
-        } else {
+        let label = s
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.get("label"))
+            .and_then(|label| label.as_str())
+            .map(|label| format!("label={}", dot_quote(label)));
+        let attributes: Vec<String> = label
+            .into_iter()
+            .chain(s.is_final.then(|| "peripheries=2".to_string()))
+            .collect();
+        if attributes.is_empty() {
             out.push_str(&format!("  {};\n", dot_quote(&s.name)));
+        } else {
+            out.push_str(&format!(
+                "  {} [{}];\n",
+                dot_quote(&s.name),
+                attributes.join(", ")
+            ));
         }
     }
     out.push_str(&format!(
@@ -32,6 +48,14 @@ pub fn to_dot(name: &str, m: &Machine) -> String {
             dot_quote(&m.event(t.event).name)
         ));
     }
+    for t in m.error_transitions() {
+        out.push_str(&format!(
+            "  {} -> {} [label={}, style=dotted];\n",
+            dot_quote(&m.state(t.from).name),
+            dot_quote(&m.state(t.to).name),
+            dot_quote(&format!("{} (on error)", m.event(t.event).name))
+        ));
+    }
     out.push_str("}\n");
     out
 }
@@ -42,7 +66,9 @@ fn dot_quote(s: &str) -> String {
 
 /// Mermaid: when some state name is not a plain identifier, every state is
 /// declared with an alias by position (`state "in review" as s3`), so any
-/// name renders and no alias can collide with a plain name.
+/// name renders and no alias can collide with a plain name. Mermaid's state
+/// diagrams have no dotted edge: where an action's failure leads is an edge
+/// labelled "<event> (on error)".
 pub fn to_mermaid(m: &Machine) -> String {
     let aliased = m.states.iter().any(|s| !is_plain(&s.name));
     let id = |i: usize| {
@@ -66,6 +92,14 @@ pub fn to_mermaid(m: &Machine) -> String {
     for t in m.transitions() {
         out.push_str(&format!(
             "    {} --> {} : {}\n",
+            id(t.from as usize),
+            id(t.to as usize),
+            mermaid_text(&m.event(t.event).name)
+        ));
+    }
+    for t in m.error_transitions() {
+        out.push_str(&format!(
+            "    {} --> {} : {} (on error)\n",
             id(t.from as usize),
             id(t.to as usize),
             mermaid_text(&m.event(t.event).name)

@@ -1148,3 +1148,74 @@ fn expansion_is_capped_and_the_error_names_the_count() {
         "event \"jump\" brings the expanded transitions to 160000, more than the 100000 a machine may have"
     );
 }
+
+/// A machine whose "failed" state is reached only through an action's
+/// failure, with labels on two states.
+fn charging() -> Machine {
+    machine(json!({
+        "states": {
+            "new": {"initial": true},
+            "charged": {"meta": {"label": "Charged \"ok\""}},
+            "failed": {"final": true, "meta": {"label": "Card declined"}},
+            "done": {"final": true, "meta": {"label": 7}}
+        },
+        "events": {
+            "charge": {"from": "new", "to": "charged", "action": "shop.charge", "on_error": "failed"},
+            "finish": {"from": "charged", "to": "done"}
+        }
+    }))
+}
+
+#[test]
+fn on_error_targets_count_as_reachable() {
+    let (_, warnings) = accept(json!({
+        "states": {"new": {"initial": true}, "charged": {"final": true}, "failed": {"final": true}},
+        "events": {"charge": {"from": "new", "to": "charged", "action": "shop.charge", "on_error": "failed"}}
+    }));
+    assert_eq!(warnings, Vec::<String>::new());
+    // Without on_error, "failed" is unreachable.
+    let (_, warnings) = accept(json!({
+        "states": {"new": {"initial": true}, "charged": {"final": true}, "failed": {"final": true}},
+        "events": {"charge": {"from": "new", "to": "charged", "action": "shop.charge"}}
+    }));
+    assert_eq!(
+        warnings,
+        vec!["state \"failed\" is unreachable from the initial state".to_string()]
+    );
+}
+
+#[test]
+fn dot_labels_states_and_draws_on_error_dotted() {
+    assert_eq!(
+        to_dot("charging", &charging()),
+        r#"digraph "charging" {
+  rankdir=LR;
+  node [shape=box, style=rounded];
+  "[*]" [shape=point, label=""];
+  "new";
+  "charged" [label="Charged \"ok\""];
+  "failed" [label="Card declined", peripheries=2];
+  "done" [peripheries=2];
+  "[*]" -> "new";
+  "new" -> "charged" [label="charge"];
+  "charged" -> "done" [label="finish"];
+  "new" -> "failed" [label="charge (on error)", style=dotted];
+}
+"#
+    );
+}
+
+#[test]
+fn mermaid_labels_on_error_edges() {
+    assert_eq!(
+        to_mermaid(&charging()),
+        "stateDiagram-v2
+    [*] --> new
+    new --> charged : charge
+    charged --> done : finish
+    new --> failed : charge (on error)
+    failed --> [*]
+    done --> [*]
+"
+    );
+}

@@ -159,11 +159,9 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
     }
 
     let initial = state_id(initial).expect("initial state is declared");
-    let warnings = warnings(&states, initial, &transitions);
-    Ok(Compiled {
-        machine: Machine::new(states, events, initial, transitions),
-        warnings,
-    })
+    let machine = Machine::new(states, events, initial, transitions);
+    let warnings = warnings(&machine);
+    Ok(Compiled { machine, warnings })
 }
 
 fn states_position(
@@ -368,13 +366,16 @@ fn is_function_name(s: &str) -> bool {
     s.len() <= 2 * 63 + 5 && re.is_match(s)
 }
 
-/// Unreachable states and non-final states with no way out.
-fn warnings(states: &[State], initial: StateId, transitions: &[Transition]) -> Vec<String> {
+/// Unreachable states and non-final states with no way out. An `on_error`
+/// state is reached from every state its event leaves.
+fn warnings(machine: &Machine) -> Vec<String> {
+    let (states, transitions) = (&machine.states, machine.transitions());
+    let errors = machine.error_transitions();
     let mut reached = vec![false; states.len()];
-    let mut queue = VecDeque::from([initial]);
-    reached[initial as usize] = true;
+    let mut queue = VecDeque::from([machine.initial]);
+    reached[machine.initial as usize] = true;
     while let Some(s) = queue.pop_front() {
-        for t in transitions.iter().filter(|t| t.from == s) {
+        for t in transitions.iter().chain(&errors).filter(|t| t.from == s) {
             if !reached[t.to as usize] {
                 reached[t.to as usize] = true;
                 queue.push_back(t.to);

@@ -57,3 +57,12 @@ END $$;
 SELECT fsm.fire('orders', 2, 'pay', '{"amount": 42}', idempotency_key => 'checkout-7f3a');  -- 'paid'
 SELECT fsm.fire('orders', 2, 'pay', '{"amount": 42}', idempotency_key => 'checkout-7f3a');  -- 'paid', no second move
 SELECT count(*) AS pay_rows FROM orders_status_history WHERE entity_key = 2 AND event = 'pay';
+
+-- "The definition": diagrams, with meta.label and on_error.
+SELECT fsm.create_machine('charging', '{
+  "states": {"new": {"initial": true}, "charged": {"meta": {"label": "Charged"}},
+             "failed": {"final": true, "meta": {"label": "Card declined"}}, "done": {"final": true}},
+  "events": {"charge": {"from": "new", "to": "charged", "action": "shop.charge_card", "on_error": "failed"},
+             "finish": {"from": "charged", "to": "done"}}}');
+SELECT fsm.to_dot('charging');
+SELECT fsm.to_mermaid('charging');
