@@ -350,10 +350,13 @@ pub mod fields {
         result
     }
 
-    /// The error context callback (see the module's comment).
+    /// The error context callback (see the module's comment). Guarded: a
+    /// failure inside it (out of memory) becomes a recursive ERROR, which
+    /// PostgreSQL handles, never an unwind into its C frames.
     ///
     /// # Safety
     /// Called by PostgreSQL from `errfinish`, with an error being reported.
+    #[pgrx::pg_guard]
     pub unsafe extern "C-unwind" fn set_on_report(_arg: *mut std::ffi::c_void) {
         PENDING.with(|p| {
             let pending = p.borrow();
