@@ -74,6 +74,16 @@ CREATE FUNCTION public.array_to_string(name[], text) RETURNS text
     LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('array_to_string') THEN '' END $f$;
 CREATE FUNCTION public.uuid7_time(uuid) RETURNS timestamptz
     LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('uuid7_time') THEN pg_catalog.now() END $f$;
+CREATE FUNCTION public.pg_advisory_xact_lock(integer) RETURNS void
+    LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('pg_advisory_xact_lock') THEN NULL END $f$;
+CREATE FUNCTION public.hashtextextended(varchar, integer) RETURNS bigint
+    LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('hashtextextended') THEN 0::bigint END $f$;
+CREATE FUNCTION public.planted_agg_step(bigint[], bigint) RETURNS bigint[]
+    LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('array_agg') THEN $1 END $f$;
+CREATE AGGREGATE public.array_agg(bigint) (SFUNC = public.planted_agg_step, STYPE = bigint[]);
+CREATE FUNCTION public.planted_plus(timestamptz, interval) RETURNS timestamptz
+    LANGUAGE sql AS $f$ SELECT CASE WHEN public.planted('operator + on timestamptz') THEN $1 END $f$;
+CREATE OPERATOR public.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = public.planted_plus);
 -- Casts between the types the extension compares cannot be planted at all:
 -- only an owner of one of the types may create a cast.
 CREATE CAST (text AS bigint) WITH INOUT;
@@ -112,6 +122,8 @@ SELECT count(*) FROM fsm.states_at('store.parcels', ARRAY[1, 2, 3]::bigint[], pg
 SELECT fsm.can_fire('store.parcels', 5, 'send', '{}'), fsm.can_fire('store.parcels', 1, 'finish', '{}');
 SELECT count(*) FROM fsm.available_events('store.parcels', 5);
 SELECT fsm.machine_definition('courier', 1) IS NOT NULL AS first_version;
+SELECT fsm.fire('store.parcels', 5, 'send', '{}', idempotency_key => 'once'),
+       fsm.fire('store.parcels', 5, 'send', '{}', idempotency_key => 'once');
 SELECT fsm.to_dot('courier') IS NOT NULL, fsm.to_mermaid('courier') IS NOT NULL;
 SELECT fsm.detach('store.parcels', 'status');
 SELECT fsm.attach('store.parcels', 'note', 'courier');
