@@ -209,31 +209,29 @@ pub fn register_callbacks() {
 /// `#[pg_guard]`: an ERROR their standard function raises (an AFTER
 /// trigger's refusal) is re-raised here, and must keep its error fields.
 unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
-    let body = move || executor_finish_body(query);
+    let body = move || {
+        // SAFETY: the hook chain's contract: call the previous hook or the
+        // standard function with the same query; an ERROR raised by another
+        // extension's hook is caught at the boundary and re-raised.
+        unsafe {
+            match PREVIOUS_FINISH.with(Cell::get) {
+                Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(query)),
+                None => pg_sys::standard_ExecutorFinish(query),
+            }
+        }
+        // Only after a statement that writes: a read-only query (a guard's
+        // SELECT while an UPDATE's AFTER triggers fire) must not write.
+        // SAFETY: the query descriptor and its plan live until ExecutorEnd.
+        let writes = unsafe {
+            (*query).operation != pg_sys::CmdType::CMD_SELECT
+                || (!(*query).plannedstmt.is_null() && (*(*query).plannedstmt).hasModifyingCTE)
+        };
+        if writes {
+            flush();
+        }
+    };
     // SAFETY: the whole body of this extern function.
     unsafe { crate::error::fields::guarded(body) }
-}
-
-fn executor_finish_body(query: *mut pg_sys::QueryDesc) {
-    // SAFETY: the hook chain's contract: call the previous hook or the
-    // standard function with the same query; an ERROR raised by another
-    // extension's hook is caught at the boundary and re-raised.
-    unsafe {
-        match PREVIOUS_FINISH.with(Cell::get) {
-            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(query)),
-            None => pg_sys::standard_ExecutorFinish(query),
-        }
-    }
-    // Only after a statement that writes: a read-only query (a guard's
-    // SELECT while an UPDATE's AFTER triggers fire) must not write.
-    // SAFETY: the query descriptor and its plan live until ExecutorEnd.
-    let writes = unsafe {
-        (*query).operation != pg_sys::CmdType::CMD_SELECT
-            || (!(*query).plannedstmt.is_null() && (*(*query).plannedstmt).hasModifyingCTE)
-    };
-    if writes {
-        flush();
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -248,37 +246,22 @@ unsafe extern "C-unwind" fn process_utility(
     completion: *mut pg_sys::QueryCompletion,
 ) {
     let body = move || {
-        process_utility_body(
-            statement,
-            query,
-            read_only_tree,
-            context,
-            params,
-            environment,
-            destination,
-            completion,
-        )
-    };
-    // SAFETY: the whole body of this extern function.
-    unsafe { crate::error::fields::guarded(body) }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn process_utility_body(
-    statement: *mut pg_sys::PlannedStmt,
-    query: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    environment: *mut pg_sys::QueryEnvironment,
-    destination: *mut pg_sys::DestReceiver,
-    completion: *mut pg_sys::QueryCompletion,
-) {
-    // SAFETY: as above, the same arguments passed down the chain.
-    unsafe {
-        match PREVIOUS_UTILITY.with(Cell::get) {
-            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                previous(
+        // SAFETY: as above, the same arguments passed down the chain.
+        unsafe {
+            match PREVIOUS_UTILITY.with(Cell::get) {
+                Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    previous(
+                        statement,
+                        query,
+                        read_only_tree,
+                        context,
+                        params,
+                        environment,
+                        destination,
+                        completion,
+                    )
+                }),
+                None => pg_sys::standard_ProcessUtility(
                     statement,
                     query,
                     read_only_tree,
@@ -287,26 +270,18 @@ fn process_utility_body(
                     environment,
                     destination,
                     completion,
-                )
-            }),
-            None => pg_sys::standard_ProcessUtility(
-                statement,
-                query,
-                read_only_tree,
-                context,
-                params,
-                environment,
-                destination,
-                completion,
-            ),
+                ),
+            }
         }
-    }
-    // COMMIT and ROLLBACK end the transaction inside the call: nothing is
-    // held then (pre-commit appended it, abort dropped it).
-    // SAFETY: reads the transaction state.
-    if unsafe { pg_sys::IsTransactionState() } {
-        flush();
-    }
+        // COMMIT and ROLLBACK end the transaction inside the call: nothing is
+        // held then (pre-commit appended it, abort dropped it).
+        // SAFETY: reads the transaction state.
+        if unsafe { pg_sys::IsTransactionState() } {
+            flush();
+        }
+    };
+    // SAFETY: the whole body of this extern function.
+    unsafe { crate::error::fields::guarded(body) }
 }
 
 #[pgrx::pg_guard]
