@@ -322,7 +322,8 @@ fn record(
     row: impl FnOnce() -> pg_sys::Datum,
 ) {
     let event = moved.map(|(e, _)| e);
-    let has_action = event.is_some_and(|e| b.runtime(e).action.is_some());
+    let has_action = event.is_some_and(|e| b.runtime(e).action.is_some())
+        && !fired.is_some_and(|f| f.recovering);
     let payload = fired.and_then(|f| f.payload);
     let idempotency_key = fired.and_then(|f| f.idempotency_key);
     if payload.is_none() && idempotency_key.is_none() && !has_action && b.notify.is_none() {
@@ -341,7 +342,7 @@ fn record(
             idempotency_key,
         },
     );
-    if let Some(event) = event {
+    if let Some(event) = event.filter(|_| has_action) {
         run_action(b, event, payload, row).unwrap_or_else(|e| e.raise());
     }
 }

@@ -209,6 +209,19 @@ pub fn clip_to(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 
 pub type FsmResult<T> = Result<T, FsmError>;
 
+/// A SQLSTATE's five characters ("P0001"), unpacked as PostgreSQL's
+/// `unpack_sql_state` does: six bits per character, first character lowest.
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let mut packed = code as i32;
+    (0..5)
+        .map(|_| {
+            let c = char::from(b'0' + (packed & 0x3F) as u8);
+            packed >>= 6;
+            c
+        })
+        .collect()
+}
+
 /// A required SQL argument: NULL is refused with 22004.
 pub fn required<T>(value: Option<T>, what: &str) -> FsmResult<T> {
     value.ok_or_else(|| {

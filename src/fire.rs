@@ -18,14 +18,16 @@ use pgrx::prelude::*;
 use crate::args::Args;
 use crate::binding::{self, Binding, FireStatement, Statement};
 use crate::cache;
-use crate::error::{clip, required, ErrorKind, FsmError, FsmResult};
+use crate::error::{clip, clip_to, required, sqlstate_text, ErrorKind, FsmError, FsmResult};
 use crate::history::{self, Entry};
 use crate::json::Jsonb;
 use crate::key::Key;
 use crate::machine::{EventId, StateId};
+use crate::savepoint;
 use crate::spi_plan::{connected, KeptPlan, Row};
 use crate::sql::ident;
-use crate::transition::{check_requirements, run_action, FireContext, FireScope, Subject};
+use crate::transition::{self, check_requirements, run_action, FireContext, FireScope, Subject};
+use pgrx::pg_sys::panic::CaughtError;
 
 v1_function!(fsm_fire, pg_finfo_fsm_fire, fire);
 
@@ -196,44 +198,139 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
     check_requirements(&subject, event_id, r.payload, whole_row)?;
 
     let target_name = machine.state(target).name.clone();
-    if target == from {
-        // A self-transition changes no column, so no trigger sees it:
-        // record it here.
-        history::append(
-            b,
-            &Entry {
-                key: table_key,
-                event: Some(&machine.event(event_id).name),
-                from: Some(&state),
-                to: &target_name,
-                payload: r.payload,
-                idempotency_key: r.idempotency_key.map(|(_, d)| d),
-            },
-        );
-        run_action(b, event_id, r.payload, whole_row)?;
-        return Ok(target_name);
-    }
-    let _scope = FireScope::enter(FireContext {
-        relid: b.bound_relid,
-        attnum: b.bound_attnum,
-        key: table_key,
-        from: Some(from),
-        to: target,
+    let on_error = machine.event(event_id).on_error;
+    let change = Change {
+        subject: &subject,
         event: event_id,
+        from,
         payload: r.payload,
         idempotency_key: r.idempotency_key.map(|(_, d)| d),
-    });
-    let updated = plan(b, FireStatement::Update).execute(
-        &[Some(table_key.datum()), target_name.as_str().into_datum()],
-        false,
-    );
-    if updated == 0 {
-        return Err(subject.refuse(
-            ErrorKind::InsufficientPrivilege,
-            format!("event \"{}\" could not update the row: a row level security policy or a trigger skipped it", machine.event(event_id).name),
-        ).located(b.fields(Some(event_id))));
+    };
+    let Some(fallback) = on_error else {
+        change.make(target, false, whole_row)?;
+        return Ok(target_name);
+    };
+    let mark = transition::actions_mark();
+    match savepoint::attempt(|| change.make(target, false, whole_row)) {
+        Ok(made) => made.map(|()| target_name),
+        Err(caught) if transition::action_failed(mark, b, event_id) => {
+            let (sqlstate, message) = match &caught {
+                CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => {
+                    (sqlstate_text(e.sql_error_code()), e.message().to_owned())
+                }
+                CaughtError::RustPanic { .. } => caught.rethrow(),
+            };
+            let fallback_name = machine.state(fallback).name.clone();
+            let instead = if fallback == target {
+                String::new()
+            } else {
+                format!(" instead of \"{target_name}\"")
+            };
+            pgrx::warning!(
+                "the action of event \"{}\" failed ({sqlstate}: {}): key {} of {} moved to \"{}\" (on_error){instead}",
+                machine.event(event_id).name,
+                clip_to(&message, 200),
+                b.key_text(table_key.datum()),
+                b.table,
+                fallback_name
+            );
+            let recorded = error_payload(&sqlstate, &message, r.payload);
+            Change {
+                payload: Some(recorded),
+                ..change
+            }
+            .make(fallback, true, whole_row)?;
+            Ok(fallback_name)
+        }
+        Err(caught) => caught.rethrow(),
     }
-    Ok(target_name)
+}
+
+/// One move of a locked row that `fire` checked: `make` performs it.
+#[derive(Clone, Copy)]
+struct Change<'a> {
+    subject: &'a Subject<'a>,
+    event: EventId,
+    from: StateId,
+    payload: Option<Jsonb>,
+    idempotency_key: Option<pg_sys::Datum>,
+}
+
+impl Change<'_> {
+    /// Moves the row to `to`, recording the change, and runs the event's
+    /// action (unless `recovering`: the move to `on_error` after it
+    /// failed).
+    fn make(
+        self,
+        to: StateId,
+        recovering: bool,
+        row: impl FnOnce() -> pg_sys::Datum,
+    ) -> FsmResult<()> {
+        let b = self.subject.binding;
+        let machine = &b.machine;
+        let to_name = machine.state(to).name.as_str();
+        if to == self.from {
+            // A self-transition changes no column, so no trigger sees it:
+            // record it here.
+            history::append(
+                b,
+                &Entry {
+                    key: self.subject.key,
+                    event: Some(&machine.event(self.event).name),
+                    from: Some(self.subject.state),
+                    to: to_name,
+                    payload: self.payload,
+                    idempotency_key: self.idempotency_key,
+                },
+            );
+            if !recovering {
+                run_action(b, self.event, self.payload, row)?;
+            }
+            return Ok(());
+        }
+        let _scope = FireScope::enter(FireContext {
+            relid: b.bound_relid,
+            attnum: b.bound_attnum,
+            key: self.subject.key,
+            from: Some(self.from),
+            to,
+            event: self.event,
+            payload: self.payload,
+            idempotency_key: self.idempotency_key,
+            recovering,
+        });
+        let updated = plan(b, FireStatement::Update).execute(
+            &[Some(self.subject.key.datum()), to_name.into_datum()],
+            false,
+        );
+        if updated == 0 {
+            return Err(self.subject.refuse(
+                ErrorKind::InsufficientPrivilege,
+                format!("event \"{}\" could not update the row: a row level security policy or a trigger skipped it", machine.event(self.event).name),
+            ).located(b.fields(Some(self.event))));
+        }
+        Ok(())
+    }
+}
+
+/// The payload of the history row of a move to `on_error`: the action's
+/// error and the caller's payload, kept exactly as given:
+/// `{"error": {"sqlstate": …, "message": …}, "payload": …}`.
+fn error_payload(sqlstate: &str, message: &str, given: Option<Jsonb>) -> Jsonb {
+    let plan = KeptPlan::prepare(
+        "SELECT pg_catalog.jsonb_build_object('error', pg_catalog.jsonb_build_object(\
+           'sqlstate', $1, 'message', $2), 'payload', $3)",
+        &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::JSONBOID],
+    );
+    let datum = plan
+        .first_datum(&[
+            sqlstate.into_datum(),
+            message.into_datum(),
+            given.map(Jsonb::datum),
+        ])
+        .expect("jsonb_build_object returns an object");
+    // SAFETY: a non-NULL jsonb datum, valid until fire's SPI connection ends.
+    unsafe { Jsonb::from_datum(datum) }
 }
 
 /// 22023 unless an idempotency key is 1 to 255 bytes: it is indexed, and
@@ -437,6 +534,7 @@ fn try_one_statement(
         event,
         payload: r.payload,
         idempotency_key: None,
+        recovering: false,
     });
     let target_name = machine.state(target).name.as_str();
     let moved = plan(b, FireStatement::Move { event, to: target }).execute(

@@ -31,6 +31,7 @@ pub mod machine;
 mod machines;
 mod pending;
 mod read;
+mod savepoint;
 mod settings;
 mod spi_plan;
 mod sql;

@@ -5,36 +5,18 @@
 mod tests {
     use pgrx::pg_sys::panic::CaughtError;
     use pgrx::prelude::*;
-    use pgrx::{PgSqlErrorCode, PgSqlErrorCode::*, PgTryBuilder};
+    use pgrx::{PgSqlErrorCode, PgSqlErrorCode::*};
 
     /// Runs `sql`, which must fail, in a subtransaction that is rolled back;
     /// returns its SQLSTATE and message.
     fn error_of(sql: &str) -> (PgSqlErrorCode, String) {
-        // SAFETY: the classic PL pattern: save the memory context and
-        // resource owner, run in an internal subtransaction, roll it back.
-        let (context, owner) =
-            unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
-        // SAFETY: see above.
-        unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
-        let caught = PgTryBuilder::new(|| {
-            Spi::run(sql).expect("SPI");
-            None
-        })
-        .catch_others(|e| match e {
-            CaughtError::PostgresError(r)
-            | CaughtError::ErrorReport(r)
-            | CaughtError::RustPanic { ereport: r, .. } => {
-                Some((r.sql_error_code(), r.message().to_string()))
+        match crate::savepoint::attempt(|| Spi::run(sql).expect("SPI")) {
+            Ok(()) => panic!("expected an error from: {sql}"),
+            Err(CaughtError::PostgresError(r) | CaughtError::ErrorReport(r)) => {
+                (r.sql_error_code(), r.message().to_string())
             }
-        })
-        .execute();
-        // SAFETY: ends the subtransaction begun above and restores both.
-        unsafe {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            pg_sys::MemoryContextSwitchTo(context);
-            pg_sys::CurrentResourceOwner = owner;
+            Err(panic) => panic.rethrow(),
         }
-        caught.unwrap_or_else(|| panic!("expected an error from: {sql}"))
     }
 
     fn one<T: IntoDatum + FromDatum>(sql: &str) -> Option<T> {
@@ -567,6 +549,59 @@ mod tests {
         assert_eq!(
             one::<String>("SELECT status FROM orders WHERE id = 2"),
             Some("created".into())
+        );
+    }
+
+    #[pg_test]
+    fn actions_run_after_the_change_and_on_error_recovers() {
+        Spi::run(
+            "CREATE TABLE cards (id int PRIMARY KEY, status text, note text);
+             CREATE FUNCTION public.note_it(r cards, p jsonb) RETURNS void LANGUAGE sql
+               AS $$ UPDATE cards SET note = 'in ' || r.status WHERE id = r.id $$;
+             CREATE FUNCTION public.decline(r cards, p jsonb) RETURNS void LANGUAGE plpgsql
+               AS $$ BEGIN UPDATE cards SET note = 'half' WHERE id = r.id;
+                     RAISE EXCEPTION 'declined' USING ERRCODE = 'P0001'; END $$",
+        )
+        .unwrap();
+        Spi::run(
+            r#"SELECT fsm.create_machine('card', '{"states": {"new": {"initial": true},
+                 "charged": {"final": true}, "failed": {"final": true}},
+               "events": {"note": {"from": "new", "to": "charged", "action": "public.note_it"},
+                          "charge": {"from": "new", "to": "charged", "action": "public.decline",
+                                     "on_error": "failed"},
+                          "strict": {"from": "new", "to": "charged", "action": "public.decline"}}}')"#,
+        )
+        .unwrap();
+        Spi::run(
+            "SELECT fsm.attach('cards', 'status', 'card'); INSERT INTO cards (id) VALUES (1), (2)",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT fsm.fire('cards', 1, 'note')"),
+            Some("charged".into())
+        );
+        assert_eq!(
+            one::<String>("SELECT note FROM cards WHERE id = 1"),
+            Some("in charged".into())
+        );
+        assert_eq!(
+            error_of("SELECT fsm.fire('cards', 2, 'strict')"),
+            (ERRCODE_RAISE_EXCEPTION, "declined".into())
+        );
+        assert_eq!(
+            one::<String>(r#"SELECT fsm.fire('cards', 2, 'charge', '[1]')"#),
+            Some("failed".into())
+        );
+        assert_eq!(
+            one::<String>("SELECT status || ':' || coalesce(note, '-') FROM cards WHERE id = 2"),
+            Some("failed:-".into())
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(coalesce(event, '-') || ':' || to_state || ':' || coalesce(payload::text, '-'), ',' ORDER BY id)
+                   FROM cards_status_history WHERE entity_key = 2"
+            ),
+            Some(r#"-:new:-,charge:failed:{"error": {"message": "declined", "sqlstate": "P0001"}, "payload": [1]}"#.into())
         );
     }
 

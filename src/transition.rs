@@ -175,7 +175,9 @@ fn current_user_is_member(role: &str) -> bool {
 }
 
 /// Calls the event's action, if it has one, with the new row and the
-/// payload. Its ERROR fails the statement: nothing of the change remains.
+/// payload. Its ERROR fails the statement (nothing of the change remains),
+/// unless `fire` runs the move under the event's `on_error` (see
+/// [`action_failed`]).
 pub fn run_action(
     b: &Binding,
     event: EventId,
@@ -189,9 +191,37 @@ pub fn run_action(
     let row = row();
     connected(|| {
         let plan = action.plan(row_type(b));
+        // Popped only when the action returns: after an ERROR the entry
+        // stays, and tells `fire` the action is what raised.
+        UNFINISHED_ACTIONS.with(|u| u.borrow_mut().push((b.bound_relid, b.bound_attnum, event)));
         plan.execute(&[Some(row), payload.map(Jsonb::datum)], false);
+        UNFINISHED_ACTIONS.with(|u| u.borrow_mut().pop());
     });
     Ok(())
+}
+
+thread_local! {
+    /// The actions running now, innermost last, each as (bound table,
+    /// column, event).
+    static UNFINISHED_ACTIONS: RefCell<Vec<(pg_sys::Oid, i16, EventId)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// A mark to hand to [`action_failed`] after work that may run actions.
+pub fn actions_mark() -> usize {
+    UNFINISHED_ACTIONS.with(|u| u.borrow().len())
+}
+
+/// Whether the ERROR that ended the work begun at `mark` came from the
+/// action of `event` on `b` (the first action that work started and did
+/// not finish). Forgets what that work left behind either way.
+pub fn action_failed(mark: usize, b: &Binding, event: EventId) -> bool {
+    UNFINISHED_ACTIONS.with(|u| {
+        let mut u = u.borrow_mut();
+        let failed = u.get(mark) == Some(&(b.bound_relid, b.bound_attnum, event));
+        u.truncate(mark);
+        failed
+    })
 }
 
 /// The event a plain UPDATE performs: the one declared from `from` to
@@ -249,6 +279,9 @@ pub struct FireContext {
     /// The caller's `idempotency_key` (a text datum), recorded on the
     /// history row.
     pub idempotency_key: Option<pg_sys::Datum>,
+    /// The move to the event's `on_error` state after its action failed:
+    /// the action is not run again.
+    pub recovering: bool,
 }
 
 /// What the trigger takes from the fire that made the move it sees.
@@ -256,6 +289,7 @@ pub struct Fired {
     pub event: EventId,
     pub payload: Option<Jsonb>,
     pub idempotency_key: Option<pg_sys::Datum>,
+    pub recovering: bool,
 }
 
 /// One context per `fire` in progress, innermost last. A nested UPDATE
@@ -332,5 +366,6 @@ pub fn take_fire_context(b: &Binding, key: Key, from: StateId, to: StateId) -> O
         event: context.event,
         payload: context.payload,
         idempotency_key: context.idempotency_key,
+        recovering: context.recovering,
     })
 }

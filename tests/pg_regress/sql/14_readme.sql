@@ -45,6 +45,26 @@ SELECT fsm.can_fire('orders', 2, 'pay', '{"amount": 42}');   -- true
 SELECT * FROM fsm.available_events('orders', 2);
 
 
+-- "Actions and on_error"
+CREATE TABLE charges (id bigint PRIMARY KEY, status text, receipt text);
+CREATE FUNCTION public.charge_card(c charges, p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF (p->>'amount')::numeric > 100 THEN
+    RAISE EXCEPTION 'card declined' USING ERRCODE = 'P0001';
+  END IF;
+  UPDATE charges SET receipt = 'R-' || c.id WHERE id = c.id;   -- its own row: allowed
+END $$;
+SELECT fsm.create_machine('card_charge', '{
+  "states": {"new": {"initial": true}, "charged": {"final": true}, "declined": {"final": true}},
+  "events": {"charge": {"from": "new", "to": "charged",
+                        "action": "public.charge_card", "on_error": "declined"}}}');
+SELECT fsm.attach('charges', 'status', 'card_charge');
+INSERT INTO charges (id) VALUES (1), (2);
+SELECT fsm.fire('charges', 1, 'charge', '{"amount": 40}');    -- 'charged', receipt 'R-1'
+SELECT fsm.fire('charges', 2, 'charge', '{"amount": 400}');   -- 'declined'
+SELECT payload FROM fsm.history('charges', 2::bigint, lim => 1);
+SELECT * FROM charges ORDER BY id;
+
 -- "Errors": the error fields.
 DO $$ DECLARE t text; c text; n text; BEGIN
   PERFORM fsm.fire('orders', 2, 'pay');          -- order 2 is created; no {"amount": …}
