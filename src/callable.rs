@@ -1,4 +1,6 @@
-//! Guard and action functions: found by name for a table's row type, with
+//! Guard and action functions: checked when a machine is created (a
+//! function of that name taking a row and a jsonb, returning the right
+//! type, must exist), then found by name for a table's row type, with
 //! their return type checked, once per binding and backend.
 
 use std::cell::OnceCell;
@@ -106,4 +108,66 @@ pub fn resolve(
         )),
         Some((sql_name, _)) => Ok(Callable { sql_name, plan: OnceCell::new() }),
     }
+}
+
+/// At `create_machine`, before any table is attached: `name` must be a
+/// function `(<some row type>, jsonb)` returning boolean (a guard) or void
+/// (an action). A schema-qualified name is looked up in its schema; an
+/// unqualified one in the schemas of the creator's `search_path` (as
+/// PostgreSQL resolves names when an object is created; `pg_temp` is never
+/// searched for functions). The exact row type is checked at `attach`.
+///
+/// # Errors
+/// 42883 when no such function exists; 42804 when it returns another type.
+pub fn check_exists(name: &str, purpose: Purpose, event: &str) -> FsmResult<()> {
+    let returns = Spi::connect(|client| -> FsmResult<Vec<String>> {
+        let rows = client.select(
+            "WITH name AS (SELECT pg_catalog.parse_ident($1) AS parts)
+             SELECT DISTINCT pg_catalog.format_type(p.prorettype, NULL)
+               FROM name, pg_catalog.pg_proc p
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) p.proargtypes[0]
+              WHERE p.proname OPERATOR(pg_catalog.=) name.parts[pg_catalog.array_length(name.parts, 1)]
+                AND CASE WHEN pg_catalog.array_length(name.parts, 1) OPERATOR(pg_catalog.=) 2
+                         THEN n.nspname OPERATOR(pg_catalog.=) name.parts[1]
+                         ELSE n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(false)) END
+                AND p.pronargs OPERATOR(pg_catalog.=) 2
+                AND p.proargtypes[1] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype
+                AND t.typtype OPERATOR(pg_catalog.=) 'c'
+              ORDER BY 1",
+            None,
+            &[name.into()],
+        )?;
+        let mut returns = Vec::new();
+        for row in rows {
+            returns.extend(row.get::<String>(1)?);
+        }
+        Ok(returns)
+    })?;
+    let (role, expected) = (purpose.name(), purpose.returns());
+    let shown = clip(name);
+    if returns.iter().any(|r| r == expected) {
+        return Ok(());
+    }
+    if returns.is_empty() {
+        return Err(FsmError::new(
+            ErrorKind::UndefinedFunction,
+            format!(
+                "{role} function {shown}(row, jsonb) of event \"{}\" does not exist",
+                clip(event)
+            ),
+        )
+        .hint(format!(
+            "Create it first, as {shown}(row <table>, payload jsonb) RETURNS {expected}; \
+             an unqualified name is looked up in the search_path."
+        )));
+    }
+    Err(FsmError::new(
+        ErrorKind::DatatypeMismatch,
+        format!(
+            "{role} function {shown}(row, jsonb) of event \"{}\" returns {}, not {expected}",
+            clip(event),
+            returns.join(", ")
+        ),
+    ))
 }

@@ -116,6 +116,14 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
         )
     })?;
     check_timeouts(name, &def)?;
+    for e in &compiled.machine.events {
+        if let Some(g) = &e.guard {
+            callable::check_exists(g, Purpose::Guard, &e.name)?;
+        }
+        if let Some(a) = &e.action {
+            callable::check_exists(a, Purpose::Action, &e.name)?;
+        }
+    }
     let owner = sql::extension_owner()?;
     // Locks the machine's row against a concurrent replace or drop.
     let current = as_user(owner, Restrict::Restricted, || {

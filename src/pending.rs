@@ -297,7 +297,10 @@ unsafe extern "C-unwind" fn on_xact_event(
         | pg_sys::XactEvent::XACT_EVENT_PREPARE
         | pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
-        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => forget_all(),
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            forget_all();
+            crate::transition::forget_unfinished_actions();
+        }
         _ => {}
     }
 }

@@ -692,13 +692,6 @@ mod tests {
     /// progress: each fire's context stays with its own row.
     #[pg_test]
     fn nested_fire_keeps_each_context_with_its_row() {
-        Spi::run(
-            r#"SELECT fsm.create_machine('nest', '{"states": {"a": {"initial": true}, "b": {}, "c": {"final": true}},
-                "events": {"go": {"from": "a", "to": "b", "guard": "public.go_other"},
-                           "plain": {"from": "a", "to": "b"},
-                           "end": {"from": "b", "to": "c"}}}')"#,
-        )
-        .unwrap();
         Spi::run("CREATE TABLE nested (id int PRIMARY KEY, status text)").unwrap();
         Spi::run(
             "CREATE FUNCTION public.go_other(r nested, p jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -708,6 +701,13 @@ mod tests {
                  END IF;
                  RETURN true;
              END $$",
+        )
+        .unwrap();
+        Spi::run(
+            r#"SELECT fsm.create_machine('nest', '{"states": {"a": {"initial": true}, "b": {}, "c": {"final": true}},
+                "events": {"go": {"from": "a", "to": "b", "guard": "public.go_other"},
+                           "plain": {"from": "a", "to": "b"},
+                           "end": {"from": "b", "to": "c"}}}')"#,
         )
         .unwrap();
         Spi::run("SELECT fsm.attach('nested', 'status', 'nest')").unwrap();

@@ -191,11 +191,16 @@ pub fn run_action(
     let row = row();
     connected(|| {
         let plan = action.plan(row_type(b));
-        // Popped only when the action returns: after an ERROR the entry
-        // stays, and tells `fire` the action is what raised.
-        UNFINISHED_ACTIONS.with(|u| u.borrow_mut().push((b.bound_relid, b.bound_attnum, event)));
+        // Removed only when the action returns (with whatever actions it
+        // ran and whose errors it caught): after an ERROR the entry stays,
+        // and tells `fire` the action is what raised.
+        let depth = UNFINISHED_ACTIONS.with(|u| {
+            let mut u = u.borrow_mut();
+            u.push((b.bound_relid, b.bound_attnum, event));
+            u.len() - 1
+        });
         plan.execute(&[Some(row), payload.map(Jsonb::datum)], false);
-        UNFINISHED_ACTIONS.with(|u| u.borrow_mut().pop());
+        UNFINISHED_ACTIONS.with(|u| u.borrow_mut().truncate(depth));
     });
     Ok(())
 }
@@ -213,15 +218,22 @@ pub fn actions_mark() -> usize {
 }
 
 /// Whether the ERROR that ended the work begun at `mark` came from the
-/// action of `event` on `b` (the first action that work started and did
-/// not finish). Forgets what that work left behind either way.
+/// action of `event` on `b`: that action started after the mark and did
+/// not finish. Forgets what that work left behind either way.
 pub fn action_failed(mark: usize, b: &Binding, event: EventId) -> bool {
     UNFINISHED_ACTIONS.with(|u| {
         let mut u = u.borrow_mut();
-        let failed = u.get(mark) == Some(&(b.bound_relid, b.bound_attnum, event));
+        let ours = (b.bound_relid, b.bound_attnum, event);
+        let failed = u.get(mark..).is_some_and(|left| left.contains(&ours));
         u.truncate(mark);
         failed
     })
+}
+
+/// Forgets the actions an ERROR left unfinished: at the end of every
+/// transaction, when no `fire` can be waiting to ask about them.
+pub fn forget_unfinished_actions() {
+    let _ = UNFINISHED_ACTIONS.try_with(|u| u.try_borrow_mut().map(|mut u| u.clear()));
 }
 
 /// The event a plain UPDATE performs: the one declared from `from` to

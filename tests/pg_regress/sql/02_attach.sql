@@ -39,7 +39,29 @@ SELECT fsm.attach('gates', 'state', 'door');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS gate_bindings FROM fsm.bindings WHERE tbl = 'gates'::regclass;
 
--- A guard that does not exist for the table's row type.
+-- Guards and actions are checked when the machine is created: a function
+-- of that name taking (a row, jsonb) and returning boolean (guard) or void
+-- (action) must exist. Unqualified names are looked up in the search_path.
+SELECT fsm.create_machine('unguarded', '{"states": {"a": {"initial": true}, "b": {}},
+  "events": {"go": {"from": "a", "to": "b", "guard": "public.no_such_guard"}}}');
+\echo :LAST_ERROR_SQLSTATE
+CREATE FUNCTION public.takes_text(r text, p jsonb) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+SELECT fsm.create_machine('unguarded', '{"states": {"a": {"initial": true}, "b": {}},
+  "events": {"go": {"from": "a", "to": "b", "guard": "takes_text"}}}');
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE gadgets (id int PRIMARY KEY, state text);
+CREATE FUNCTION public.counts(r gadgets, p jsonb) RETURNS integer LANGUAGE sql AS 'SELECT 1';
+SELECT fsm.create_machine('unguarded', '{"states": {"a": {"initial": true}, "b": {}},
+  "events": {"go": {"from": "a", "to": "b", "action": "public.counts"}}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT fsm.create_machine('unguarded', '{"states": {"a": {"initial": true}, "b": {}},
+  "events": {"go": {"from": "a", "to": "b", "guard": "counts"}}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS stored FROM fsm.machines WHERE name = 'unguarded';
+
+-- A guard that exists, but not for the attached table's row type: refused
+-- at attach.
+CREATE FUNCTION public.may_go(r gadgets, p jsonb) RETURNS boolean LANGUAGE sql AS 'SELECT true';
 SELECT fsm.create_machine('guarded', '{"states": {"a": {"initial": true}, "b": {}},
   "events": {"go": {"from": "a", "to": "b", "guard": "public.may_go"}}}');
 CREATE TABLE things (id int PRIMARY KEY, state text);

@@ -82,7 +82,7 @@ SELECT count(*) AS pay_rows FROM orders_status_history WHERE entity_key = 2 AND 
 SELECT fsm.create_machine('charging', '{
   "states": {"new": {"initial": true}, "charged": {"meta": {"label": "Charged"}},
              "failed": {"final": true, "meta": {"label": "Card declined"}}, "done": {"final": true}},
-  "events": {"charge": {"from": "new", "to": "charged", "action": "shop.charge_card", "on_error": "failed"},
+  "events": {"charge": {"from": "new", "to": "charged", "action": "public.charge_card", "on_error": "failed"},
              "finish": {"from": "charged", "to": "done"}}}');
 SELECT fsm.to_dot('charging');
 SELECT fsm.to_mermaid('charging');
