@@ -64,3 +64,20 @@ RETURNS TABLE (entity_key anyelement, state text, since timestamptz)
 LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_states_at';
 COMMENT ON FUNCTION fsm.states_at(regclass, anyarray, timestamptz, name)
     IS 'fsm: the state each key was in at a moment (millisecond precision), and since when';
+
+-- Analytics (src/analytics.rs): exact over [since, until), the state held
+-- at since carried in from earlier history, a state still held counted up
+-- to until.
+CREATE FUNCTION fsm.time_in_state(tbl regclass, keys anyarray, since timestamptz, until timestamptz,
+                                  col name DEFAULT NULL)
+RETURNS TABLE (entity_key anyelement, state text, duration interval, entered bigint)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_time_in_state';
+COMMENT ON FUNCTION fsm.time_in_state(regclass, anyarray, timestamptz, timestamptz, name)
+    IS 'fsm: per key and state, the time spent in it within [since, until) and how often it was entered';
+
+CREATE FUNCTION fsm.state_stats(tbl regclass, since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                                col name DEFAULT NULL)
+RETURNS TABLE (state text, entered bigint, still_in bigint, median_stay interval, p95_stay interval, next jsonb)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_state_stats';
+COMMENT ON FUNCTION fsm.state_stats(regclass, timestamptz, timestamptz, name)
+    IS 'fsm: per state over [since, until): stays begun, still held, median and p95 stay, where they went next';

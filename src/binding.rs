@@ -57,6 +57,16 @@ pub enum Statement {
     StatesAt {
         keys_type: pg_sys::Oid,
     },
+    /// `time_in_state`: as `CurrentStates`, `$4` and `$5` the window.
+    TimeInState {
+        keys_type: pg_sys::Oid,
+    },
+    /// `state_stats`: `$1`/`$2` the window (`$1` NULL: from the first
+    /// row), `$3` the machine's states in order, and with `visible` `$4`
+    /// the keys the caller can see (row level security).
+    StateStats {
+        visible: bool,
+    },
     /// Whether the caller can see the row of a key (row level security).
     KeyVisible,
     /// The positions of the keys of an array whose rows the caller can

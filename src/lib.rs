@@ -4,7 +4,7 @@
 //! Data flows one way: definition JSON -> `machine` (parse, validate,
 //! compile) -> `machines` (store) -> `binding`/`cache` (load, keep) ->
 //! `transition` (the rules of a move) -> `enforce`/`fire` (use) -> `history`
-//! tables -> `read`.
+//! tables -> `read`, `analytics`.
 
 // pgrx functions return `Result<T, ErrorReport>`, and ErrorReport is large:
 // boxing it would cost an allocation on every refusal for nothing.
@@ -15,6 +15,7 @@
 #[macro_use]
 mod v1;
 
+mod analytics;
 mod args;
 mod ask;
 mod attach;

@@ -279,7 +279,7 @@ unsafe fn current_states(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::
 /// `keys` (an array of `keys_type`) as an array of the key type, and, under
 /// row level security, the positions (from 1) of the keys whose rows the
 /// caller can see (`None`: no filter). `None` when the caller sees none.
-fn keys_to_read(
+pub fn keys_to_read(
     b: &Binding,
     keys: pg_sys::Datum,
     keys_type: pg_sys::Oid,
@@ -347,7 +347,7 @@ unsafe fn states_at(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum
 
 /// 42501 unless the caller may SELECT the table now: the whole table, or
 /// its key and every bound column.
-fn check_select(b: &Binding) -> FsmResult<()> {
+pub fn check_select(b: &Binding) -> FsmResult<()> {
     let user = current_user();
     // SAFETY: ACL checks by oid and attribute number of a live relation.
     let allowed = unsafe {
@@ -373,7 +373,7 @@ fn check_select(b: &Binding) -> FsmResult<()> {
 }
 
 /// Whether row level security filters what the current user sees of the table.
-fn row_security_applies(relid: pg_sys::Oid) -> bool {
+pub fn row_security_applies(relid: pg_sys::Oid) -> bool {
     // SAFETY: checks the current user's row security for a live relation.
     let rls = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false) };
     rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
@@ -416,7 +416,7 @@ fn visible_positions(b: &Binding, keys: pg_sys::Datum) -> Option<pg_sys::Datum> 
 
 /// Every key whose row the caller can see, as an array of the key type;
 /// `None` when there is none.
-fn all_visible_keys(b: &Binding) -> Option<pg_sys::Datum> {
+pub fn all_visible_keys(b: &Binding) -> Option<pg_sys::Datum> {
     let plan = b.plans.get(Statement::AllVisibleKeys, || {
         (
             format!(
@@ -432,7 +432,7 @@ fn all_visible_keys(b: &Binding) -> Option<pg_sys::Datum> {
 
 /// The query of one call: its plan and arguments, or `None` for an empty
 /// result.
-type Query = Option<(Rc<KeptPlan>, Vec<Option<pg_sys::Datum>>)>;
+pub type Query = Option<(Rc<KeptPlan>, Vec<Option<pg_sys::Datum>>)>;
 
 /// Runs the query `prepare` gives (inside SPI, as the caller, where the key
 /// conversion and row security checks run) as the history tables' owner,
@@ -441,7 +441,7 @@ type Query = Option<(Rc<KeptPlan>, Vec<Option<pg_sys::Datum>>)>;
 ///
 /// # Safety
 /// `fcinfo` is the valid call information of a set-returning function.
-unsafe fn materialize(
+pub unsafe fn materialize(
     fcinfo: pg_sys::FunctionCallInfo,
     b: &Binding,
     prepare: impl FnOnce(&Binding) -> FsmResult<Query>,

@@ -606,6 +606,44 @@ mod tests {
     }
 
     #[pg_test]
+    fn time_in_state_and_state_stats_are_exact_over_the_window() {
+        setup_orders();
+        Spi::run(
+            "INSERT INTO orders_status_history (id, entity_key, event, from_state, to_state) VALUES
+               (fsm.uuid7('2026-03-01 00:00+00'), 7, NULL, NULL, 'created'),
+               (fsm.uuid7('2026-03-01 06:00+00'), 7, 'pay', 'created', 'paid'),
+               (fsm.uuid7('2026-03-02 00:00+00'), 7, 'ship', 'paid', 'shipped')",
+        )
+        .unwrap();
+        let window = "'2026-03-01 03:00+00', '2026-03-01 12:00+00'";
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(state || '=' || extract(epoch FROM duration) || '/' || entered, ',')
+                   FROM fsm.time_in_state('orders', ARRAY[7, 8], {window})"
+            )),
+            Some("created=10800.000000/0,paid=21600.000000/1".into())
+        );
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(state || ':' || entered || ':' || still_in || ':' || coalesce(median_stay::text, '-') || ':' || next::text, ',')
+                   FROM fsm.state_stats('orders', {window})"
+            )),
+            Some(r#"created:0:0:03:00:00:{"paid": 1},paid:1:1:-:{},shipped:0:0:-:{}"#.into())
+        );
+        assert_eq!(
+            error_of(&format!(
+                "SELECT * FROM fsm.time_in_state('orders', ARRAY[7], {window}, col => 'nope')"
+            ))
+            .0,
+            ERRCODE_UNDEFINED_OBJECT
+        );
+        assert_eq!(
+            error_of("SELECT * FROM fsm.state_stats('orders', '2026-03-02', '2026-03-01')").0,
+            ERRCODE_INVALID_PARAMETER_VALUE
+        );
+    }
+
+    #[pg_test]
     fn set_based_update_appends_a_history_row_per_row() {
         Spi::run(
             r#"SELECT fsm.create_machine('flow', '{"states": {"a": {"initial": true}, "b": {}},

@@ -38,6 +38,11 @@ SELECT entity_key, state, last_event FROM fsm.current_states('orders', ARRAY[1, 
 SELECT entity_key, state FROM fsm.states_at('orders', ARRAY[1, 2, 3], now() - interval '1 day');
 SELECT entity_key, state FROM fsm.states_at('orders', ARRAY[1, 2, 3], now());
 
+-- "Analytics"
+SELECT entity_key, state, entered FROM fsm.time_in_state('orders', ARRAY[1, 2], now() - interval '1 day', now());
+SELECT state, entered, still_in, next
+  FROM fsm.state_stats('orders', since => now() - interval '7 days');
+
 -- "Asking before acting"
 INSERT INTO orders (id, customer) VALUES (2, 'grace');
 SELECT fsm.can_fire('orders', 2, 'pay');                     -- false: "pay" needs {"amount": …}
