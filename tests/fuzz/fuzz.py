@@ -655,10 +655,16 @@ class Gen:
                       "IF h IS NOT NULL THEN EXECUTE format('SELECT count(*) FROM %s', h); END IF; END$$;")
 
     def st_read_more(self):
-        """changes, states_at, can_fire, available_events, machine versions."""
+        """changes, states_at, can_fire, available_events, analytics, machine versions."""
         tsql, t = self.tbl()
         col = self.c("", "", ", col => %s" % self.col())
-        k = self.r.randrange(5)
+        k = self.r.randrange(7)
+        if k == 5:
+            return "SELECT * FROM fsm.time_in_state(%s, %s, %s, %s%s);" % (
+                tsql, self.keys(t), self.ts(), self.ts(), col)
+        if k == 6:
+            args = [tsql] + ["%s => %s" % (n, self.ts()) for n in ("since", "until") if self.p(0.5)]
+            return "SELECT * FROM fsm.state_stats(%s%s);" % (", ".join(args), col)
         if k == 0:
             args = [tsql] + ["%s => %s" % (n, g()) for n, g in
                              (("since", self.ts), ("until", self.ts), ("event", self.event), ("lim", self.lim))
