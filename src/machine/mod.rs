@@ -31,4 +31,6 @@ pub(crate) fn check_interrupts() {
 }
 
 #[cfg(test)]
+mod matrix_tests;
+#[cfg(test)]
 mod tests;
