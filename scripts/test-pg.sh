@@ -24,12 +24,13 @@ else
   cargo pgrx test "pg$FSM_PG"
 fi
 
-say "install, then pg_regress, isolation specs, concurrency and fuzz against throwaway clusters"
+say "install, then pg_regress, isolation specs, concurrency, fuzz and pg_cron against throwaway clusters"
 install_fsm
 bash scripts/regress.sh
 bash tests/isolation/run.sh
 bash tests/concurrency/run.sh
 bash tests/fuzz/run.sh
+bash tests/cron/run.sh
 say "dump and restore, SIGKILL faults"
 bash tests/dump_restore/run.sh
 bash tests/faults/run.sh

@@ -74,6 +74,23 @@ LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_state_stats';
 COMMENT ON FUNCTION fsm.state_stats(regclass, timestamptz, timestamptz, name)
     IS 'fsm: per state over [since, until): stays begun, still held, median and p95 stay, where they went next';
 
+-- Timers (src/timers.rs): a state's timeout makes its event due; nothing
+-- is stored per timer, it is derived from the state and its history.
+CREATE FUNCTION fsm.tick(lim integer DEFAULT NULL) RETURNS integer
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_tick';
+COMMENT ON FUNCTION fsm.tick(integer)
+    IS 'fsm: fires the due timeout events (each once, even from several sessions); returns how many fired';
+
+CREATE FUNCTION fsm.pending_timers()
+RETURNS TABLE (tbl regclass, col name, entity_key text, state text, event text, due timestamptz)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_pending_timers';
+COMMENT ON FUNCTION fsm.pending_timers()
+    IS 'fsm: the pending timeouts of the tables the caller may read (the view fsm.timers)';
+
+CREATE VIEW fsm.timers AS SELECT * FROM fsm.pending_timers();
+COMMENT ON VIEW fsm.timers IS 'fsm: pending timeouts: which entity, in which state, fires which event when';
+GRANT SELECT ON fsm.timers TO PUBLIC;
+
 -- Asking before acting (src/ask.rs): the rules of fire applied to the row
 -- as the caller sees it now, without a lock or a change.
 CREATE FUNCTION fsm.can_fire(tbl regclass, key anyelement, event text,

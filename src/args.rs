@@ -85,6 +85,11 @@ impl Args {
         self.datum(n).map(|d| d.value() != 0)
     }
 
+    /// An `integer` argument (an int4 is passed by value).
+    pub fn int4(&self, n: usize) -> Option<i32> {
+        self.datum(n).map(|d| d.value() as i32)
+    }
+
     /// A `jsonb` argument, as the datum the caller passed.
     pub fn jsonb(&self, n: usize) -> Option<crate::json::Jsonb> {
         // SAFETY: the function is declared with a jsonb argument at n.

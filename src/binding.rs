@@ -67,6 +67,15 @@ pub enum Statement {
     StateStats {
         visible: bool,
     },
+    /// The timers of a binding (see `timers::candidates`).
+    Timers {
+        due_only: bool,
+        visible: bool,
+    },
+    /// A timer's row, locked unless another ticker holds it.
+    TimerLock,
+    /// Whether a timer is still due, read after the lock.
+    TimerDue,
     /// Whether the caller can see the row of a key (row level security).
     KeyVisible,
     /// The positions of the keys of an array whose rows the caller can

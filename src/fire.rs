@@ -111,6 +111,20 @@ pub fn choose_binding<'a>(
     }
 }
 
+/// Fires `event` on the entity of `key` (of the key type) as `fire` does,
+/// refusing (40001) unless it is in state `expect`: what a timer does.
+/// Must be called inside SPI.
+pub fn fire_expecting(b: &Binding, key: Key, event: &str, expect: &str) -> FsmResult<String> {
+    let request = Request {
+        event,
+        payload: None,
+        expect: Some(expect),
+        to: None,
+        idempotency_key: None,
+    };
+    fire_on(b, key, &request)
+}
+
 fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
     let machine = &b.machine;
     let event_id = machine.event_id(r.event);

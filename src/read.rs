@@ -446,6 +446,24 @@ pub unsafe fn materialize(
     b: &Binding,
     prepare: impl FnOnce(&Binding) -> FsmResult<Query>,
 ) -> FsmResult<pg_sys::Datum> {
+    let mut prepare = Some(prepare);
+    // SAFETY: per the contract.
+    unsafe {
+        materialize_each(fcinfo, std::slice::from_ref(&b), |b| {
+            prepare.take().expect("one binding")(b)
+        })
+    }
+}
+
+/// As [`materialize`], one query per binding, their rows in that order.
+///
+/// # Safety
+/// `fcinfo` is the valid call information of a set-returning function.
+pub unsafe fn materialize_each<B: std::ops::Deref<Target = Binding>>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    bindings: &[B],
+    mut prepare: impl FnMut(&Binding) -> FsmResult<Query>,
+) -> FsmResult<pg_sys::Datum> {
     // SAFETY: sets up rsinfo's tuplestore in the per-query context, with the
     // result descriptor resolved for this call (polymorphic types included).
     let rsinfo = unsafe {
@@ -453,23 +471,25 @@ pub unsafe fn materialize(
         &*((*fcinfo).resultinfo as *const pg_sys::ReturnSetInfo)
     };
     connected(|| -> FsmResult<()> {
-        let Some((plan, args)) = prepare(b)? else {
-            return Ok(());
-        };
-        let rows = as_user(b.history_owner, Restrict::Restricted, || {
-            plan.execute(&args, true)
-        });
-        if rows == 0 {
-            return Ok(());
-        }
-        // SAFETY: SPI_tuptable holds `rows` tuples of one descriptor;
-        // setDesc is the call's result descriptor; the tuplestore copies
-        // each tuple into its own memory once the shapes are checked equal.
-        unsafe {
-            let table = pg_sys::SPI_tuptable;
-            check_shape((*table).tupdesc, rsinfo.setDesc, b)?;
-            for i in 0..rows as usize {
-                pg_sys::tuplestore_puttuple(rsinfo.setResult, *(*table).vals.add(i));
+        for b in bindings {
+            let Some((plan, args)) = prepare(b)? else {
+                continue;
+            };
+            let rows = as_user(b.history_owner, Restrict::Restricted, || {
+                plan.execute(&args, true)
+            });
+            if rows == 0 {
+                continue;
+            }
+            // SAFETY: SPI_tuptable holds `rows` tuples of one descriptor;
+            // setDesc is the call's result descriptor; the tuplestore copies
+            // each tuple into its own memory once the shapes are checked equal.
+            unsafe {
+                let table = pg_sys::SPI_tuptable;
+                check_shape((*table).tupdesc, rsinfo.setDesc, b)?;
+                for i in 0..rows as usize {
+                    pg_sys::tuplestore_puttuple(rsinfo.setResult, *(*table).vals.add(i));
+                }
             }
         }
         Ok(())

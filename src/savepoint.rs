@@ -12,7 +12,10 @@ use pgrx::PgTryBuilder;
 /// Runs `work` in a subtransaction: released when it returns, rolled back
 /// when it raises. Either way the caller's memory context and resource
 /// owner are current again afterwards. A Rust panic is rolled back and
-/// re-raised: it is a bug, not an error to recover from.
+/// re-raised: it is a bug, not an error to recover from; so is an operator
+/// intervention (class 57: a cancel, a statement timeout, a shutdown),
+/// which must stop the whole statement, as PL/pgSQL's `WHEN OTHERS` lets
+/// it.
 pub fn attempt<R>(work: impl FnOnce() -> R) -> Result<R, CaughtError> {
     // SAFETY: called inside a transaction (from a function or a trigger);
     // the context and owner saved here outlive the subtransaction, and are
@@ -40,6 +43,11 @@ pub fn attempt<R>(work: impl FnOnce() -> R) -> Result<R, CaughtError> {
     }
     match outcome {
         Err(panic @ CaughtError::RustPanic { .. }) => panic.rethrow(),
+        Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e))
+            if crate::error::sqlstate_text(e.sql_error_code()).starts_with("57") =>
+        {
+            CaughtError::PostgresError(e).rethrow()
+        }
         other => other,
     }
 }

@@ -644,6 +644,42 @@ mod tests {
     }
 
     #[pg_test]
+    fn tick_fires_due_timers_once() {
+        Spi::run(
+            r#"SELECT fsm.create_machine('alarm', '{"states": {"set": {"initial": true,
+                 "timeout": {"after": "10 minutes", "event": "ring"}}, "rung": {"final": true}},
+               "events": {"ring": {"from": "set", "to": "rung"}}}')"#,
+        )
+        .unwrap();
+        Spi::run(
+            "CREATE TABLE alarms (id int PRIMARY KEY, state text);
+             SELECT fsm.attach('alarms', 'state', 'alarm');
+             -- Alarm 1 was set an hour ago (imported history), alarm 2 now.
+             SET LOCAL session_replication_role = replica;
+             INSERT INTO alarms VALUES (1, 'set');
+             RESET session_replication_role;
+             INSERT INTO alarms_state_history (id, entity_key, to_state)
+                  VALUES (fsm.uuid7(now() - interval '1 hour'), 1, 'set');
+             INSERT INTO alarms VALUES (2)",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(entity_key || ':' || event, ',' ORDER BY due) FROM fsm.timers WHERE tbl = 'alarms'::regclass"),
+            Some("1:ring,2:ring".into())
+        );
+        assert_eq!(one::<i32>("SELECT fsm.tick()"), Some(1));
+        assert_eq!(one::<i32>("SELECT fsm.tick()"), Some(0));
+        assert_eq!(
+            one::<String>("SELECT string_agg(id || ':' || state, ',' ORDER BY id) FROM alarms"),
+            Some("1:rung,2:set".into())
+        );
+        assert_eq!(
+            error_of("SELECT fsm.tick(-5)").0,
+            ERRCODE_INVALID_PARAMETER_VALUE
+        );
+    }
+
+    #[pg_test]
     fn set_based_update_appends_a_history_row_per_row() {
         Spi::run(
             r#"SELECT fsm.create_machine('flow', '{"states": {"a": {"initial": true}, "b": {}},

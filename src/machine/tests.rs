@@ -259,6 +259,8 @@ mod rejects_rules {
             => "state \"a\": timeout event \"vanish\" does not exist";
         timeout_event_cannot_fire_there: {"states": {"a": {"initial": true}, "b": {"timeout": {"after": "1 day", "event": "go"}}}, "events": {"go": {"from": "a", "to": "b"}, "back": {"from": "b", "to": "a"}}}
             => "state \"b\": timeout event \"go\" cannot fire from \"b\"";
+        timeout_event_with_several_targets: {"states": {"a": {"initial": true, "timeout": {"after": "1 day", "event": "go"}}, "b": {}}, "events": {"go": {"from": "a", "to": ["a", "b"]}, "back": {"from": "b", "to": "a"}}}
+            => "state \"a\": timeout event \"go\" has several targets from \"a\"; a timer needs one";
         timeout_on_final_state: {"states": {"a": {"initial": true}, "z": {"final": true, "timeout": {"after": "1 day", "event": "go"}}}, "events": {"go": {"from": "a", "to": "z"}}}
             => "state \"z\": timeout event \"go\" cannot fire from \"z\"";
         timeout_after_blank: {"states": {"a": {"initial": true, "timeout": {"after": "  ", "event": "go"}}}, "events": {"go": {"from": "a", "to": "a"}}}

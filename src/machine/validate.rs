@@ -137,12 +137,20 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
                         timeout.event
                     ))
                 })?;
-            let leaves = transitions
+            let leads = transitions
                 .iter()
-                .any(|t| t.event as usize == event && t.from as usize == index);
-            if !leaves {
+                .filter(|t| t.event as usize == event && t.from as usize == index)
+                .count();
+            if leads == 0 {
                 return err(format!(
                     "state \"{name}\": timeout event \"{}\" cannot fire from \"{name}\"",
+                    timeout.event
+                ));
+            }
+            // A timer fires with no caller to choose among several targets.
+            if leads > 1 {
+                return err(format!(
+                    "state \"{name}\": timeout event \"{}\" has several targets from \"{name}\"; a timer needs one",
                     timeout.event
                 ));
             }

@@ -17,3 +17,7 @@ CREATE FUNCTION iso_lamp(on_is_final boolean) RETURNS jsonb LANGUAGE sql AS $$
            "events": {"turn_on": {"from": "off", "to": "on"}, "turn_off": {"from": "on", "to": "off"}}}'::jsonb
   END $$;
 SELECT fsm.create_machine('iso_lamp', iso_lamp(false));
+SELECT fsm.create_machine('iso_timer', '{
+  "states": {"waiting": {"initial": true, "timeout": {"after": "1 millisecond", "event": "expire"}},
+             "expired": {"final": true}, "done": {"final": true}},
+  "events": {"expire": {"from": "waiting", "to": "expired"}, "finish": {"from": "waiting", "to": "done"}}}');

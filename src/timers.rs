@@ -1,0 +1,325 @@
+//! Timers: a state's `timeout` makes its event due `after` that long in
+//! the state. `fsm.tick(lim)` fires what is due; the view `fsm.timers`
+//! lists what is pending.
+//!
+//! Nothing is stored for a timer, so nothing is written on the hot path:
+//! an entity's timer is derived from its current state (the column) and
+//! the moment it entered it (its last history row that changed the state;
+//! a self-transition does not restart the clock). Leaving the state
+//! therefore cancels the timer, and replacing the machine changes it.
+//!
+//! `tick` fires each due timer once, even when several sessions tick at
+//! once: it locks an entity's row with SKIP LOCKED (another ticker has
+//! it), checks again under the lock, with a statement snapshot taken after
+//! the lock, that the entity is still in that state and due, then fires
+//! the event as `fire` would (roles, guard, RLS and triggers apply to the
+//! caller), each in its own subtransaction: a timer that fails (a guard
+//! says no, an action raises) is reported with a WARNING and stays due,
+//! and the others fire.
+
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::IntoDatum;
+
+use crate::args::Args;
+use crate::binding::{Binding, Statement};
+use crate::cache;
+use crate::error::{clip, clip_to, ErrorKind, FsmError, FsmResult};
+use crate::key::Key;
+use crate::read::{all_visible_keys, materialize_each, row_security_applies, Query};
+use crate::spi_plan::{connected, KeptPlan};
+use crate::sql::{as_user, ident, Restrict};
+
+v1_function!(fsm_tick, pg_finfo_fsm_tick, tick);
+v1_function!(
+    fsm_pending_timers,
+    pg_finfo_fsm_pending_timers,
+    pending_timers
+);
+
+/// The timed states of a binding's machine as three parallel arrays for
+/// SQL: state names, their `after` intervals (as written) and events.
+fn timed_states(b: &Binding) -> [Vec<&str>; 3] {
+    let machine = &b.machine;
+    let mut arrays = [Vec::new(), Vec::new(), Vec::new()];
+    for s in &machine.states {
+        if let Some(t) = &s.timeout {
+            arrays[0].push(s.name.as_str());
+            arrays[1].push(t.after.as_str());
+            arrays[2].push(machine.event(t.event).name.as_str());
+        }
+    }
+    arrays
+}
+
+/// Every binding whose machine has a timed state, table by table, of the
+/// tables the caller may read (their schema's USAGE and SELECT on the
+/// table or on some of its columns): the others are none of its business.
+fn timed_bindings() -> FsmResult<Vec<Rc<Binding>>> {
+    let plan = KeptPlan::prepare(
+        "SELECT DISTINCT b.tbl::pg_catalog.oid FROM fsm.binding b \
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.tbl::pg_catalog.oid \
+          WHERE pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE') \
+            AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT') \
+          ORDER BY 1",
+        &[],
+    );
+    let tables: Vec<pg_sys::Oid> = plan
+        .read_latest(&[])
+        .map(|row| row.oid(1))
+        .collect::<FsmResult<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut timed = Vec::new();
+    for table in tables {
+        for b in cache::table_bindings(table)?.iter() {
+            if !b.on_partition() && b.machine.states.iter().any(|s| s.timeout.is_some()) {
+                timed.push(b.clone());
+            }
+        }
+    }
+    Ok(timed)
+}
+
+/// The kept query of a binding's timers: key, state, event and due moment
+/// of every entity in a timed state. With `due_only`, those due at `$4`,
+/// soonest first, at most `$5`; with `visible`, only the keys in `$6`.
+/// Columns 1 and 2 of the view's result (`tbl`, `col`) come from `$7`, `$8`.
+fn candidates(b: &Binding, due_only: bool, visible: bool) -> Rc<KeptPlan> {
+    b.plans.get(Statement::Timers { due_only, visible }, || {
+        let (key, col, eq) = (ident(&b.key_column), ident(&b.column), &b.key.equality_sql);
+        let mut sql = format!(
+            "SELECT {head} t.{key}{key_text}, t.{col}::pg_catalog.text, x.event, \
+                    fsm.uuid7_time(h.id) OPERATOR(pg_catalog.+) x.after::pg_catalog.interval AS due \
+               FROM {table} t \
+               JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) \
+                    AS x(state, after, event) ON t.{col}::pg_catalog.text OPERATOR(pg_catalog.=) x.state \
+               CROSS JOIN LATERAL (SELECT h.id FROM {history} h \
+                                    WHERE h.entity_key {eq} t.{key} \
+                                      AND h.from_state IS DISTINCT FROM h.to_state \
+                                    ORDER BY h.id DESC LIMIT 1) h \
+              WHERE true",
+            head = if due_only { "" } else { "$7::pg_catalog.regclass, $8::pg_catalog.name," },
+            key_text = if due_only { "" } else { "::pg_catalog.text" },
+            table = b.table_sql,
+            history = b.history_table,
+        );
+        if visible {
+            sql.push_str(&format!(" AND t.{key} {eq} ANY ($6)"));
+        }
+        if due_only {
+            sql.push_str(
+                " AND fsm.uuid7_time(h.id) OPERATOR(pg_catalog.+) x.after::pg_catalog.interval \
+                      OPERATOR(pg_catalog.<=) $4 ORDER BY due LIMIT $5",
+            );
+        } else {
+            sql.push_str(" ORDER BY due");
+        }
+        let types = vec![
+            pg_sys::TEXTARRAYOID,
+            pg_sys::TEXTARRAYOID,
+            pg_sys::TEXTARRAYOID,
+            pg_sys::TIMESTAMPTZOID,
+            pg_sys::INT8OID,
+            b.key.storage.array_type,
+            pg_sys::REGCLASSOID,
+            pg_sys::NAMEOID,
+        ];
+        (sql, types)
+    })
+}
+
+/// The arguments of [`candidates`].
+fn candidate_args(
+    b: &Binding,
+    now: Option<pg_sys::Datum>,
+    limit: Option<i64>,
+    visible: Option<pg_sys::Datum>,
+) -> Vec<Option<pg_sys::Datum>> {
+    let [states, afters, events] = timed_states(b);
+    vec![
+        states.into_datum(),
+        afters.into_datum(),
+        events.into_datum(),
+        now,
+        limit.into_datum(),
+        visible,
+        Some(pg_sys::Datum::from(b.bound_relid)),
+        b.column.as_str().into_datum().map(|text| {
+            // SAFETY: a text datum converted to name by the catalog's own function.
+            unsafe {
+                pgrx::fcinfo::direct_function_call_as_datum(pg_sys::text_name, &[Some(text)])
+                    .expect("text_name returns a name")
+            }
+        }),
+    ]
+}
+
+/// `fsm.tick(lim)`: fires the due timeout events, soonest first, at most
+/// `lim` of them (NULL: all); returns how many fired.
+///
+/// # Errors
+/// 22023 a negative `lim`. A timer that cannot fire is a WARNING, not an
+/// error.
+unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let limit = args.int4(0).map(i64::from);
+    if limit.is_some_and(|l| l < 0) {
+        return Err(FsmError::new(
+            ErrorKind::InvalidParameter,
+            "lim must not be negative",
+        ));
+    }
+    // SAFETY: reads the statement's start time of a live transaction.
+    let now = pg_sys::Datum::from(unsafe { pg_sys::GetCurrentStatementStartTimestamp() });
+    let fired = connected(|| -> FsmResult<i64> {
+        let mut fired = 0i64;
+        for b in timed_bindings()? {
+            let left = limit.map(|l| l - fired);
+            if left == Some(0) {
+                break;
+            }
+            let plan = candidates(&b, true, false);
+            let due: Vec<(Key, String, String)> =
+                as_user(b.history_owner, Restrict::Restricted, || {
+                    plan.read_latest(&candidate_args(&b, Some(now), left, None))
+                        .map(|row| {
+                            // SAFETY: column 1 is checked to be of the key type.
+                            let key = unsafe {
+                                Key::of_key_type(
+                                    row.typed(1, b.key.oid())?.expect("a key is never NULL"),
+                                )
+                            };
+                            Ok((
+                                key,
+                                row.text(2)?.unwrap_or_default(),
+                                row.text(3)?.unwrap_or_default(),
+                            ))
+                        })
+                        .collect::<FsmResult<Vec<_>>>()
+                })?;
+            for (key, state, event) in due {
+                if fire_one(&b, key, &state, &event, now) {
+                    fired += 1;
+                }
+            }
+        }
+        Ok(fired)
+    })?;
+    Ok(pg_sys::Datum::from(
+        i32::try_from(fired).unwrap_or(i32::MAX),
+    ))
+}
+
+/// Fires one due timer in a subtransaction; whether it fired. Another
+/// ticker holding the row, or the entity having moved, is no failure; a
+/// refusal or an error rolls back what the timer did and is a WARNING.
+fn fire_one(b: &Binding, key: Key, state: &str, event: &str, now: pg_sys::Datum) -> bool {
+    let attempt = crate::savepoint::attempt(|| {
+        fire_if_due(b, key, state, event, now).unwrap_or_else(|e| e.raise())
+    });
+    match attempt {
+        Ok(fired) => fired,
+        Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) => {
+            pgrx::warning!(
+                "timer of {} key {}: event \"{}\" did not fire: {}",
+                b.table,
+                b.key_text(key.datum()),
+                clip(event),
+                clip_to(e.message(), 200)
+            );
+            false
+        }
+        Err(panic) => panic.rethrow(),
+    }
+}
+
+/// Under the row's lock, with a snapshot taken after it: fires `event` if
+/// the entity is still in `state` and its timer is due at `now`.
+fn fire_if_due(
+    b: &Binding,
+    key: Key,
+    state: &str,
+    event: &str,
+    now: pg_sys::Datum,
+) -> FsmResult<bool> {
+    let lock = b.plans.get(Statement::TimerLock, || {
+        (
+            format!(
+                "SELECT t.{col}::pg_catalog.text FROM {table} t WHERE t.{key} {eq} $1 \
+                  FOR NO KEY UPDATE SKIP LOCKED",
+                col = ident(&b.column),
+                table = b.table_sql,
+                key = ident(&b.key_column),
+                eq = b.key.equality_sql,
+            ),
+            vec![b.key.oid()],
+        )
+    });
+    let Some(row) = lock.first_row(&[Some(key.datum())]) else {
+        return Ok(false);
+    };
+    if row.text(1)?.as_deref() != Some(state) {
+        return Ok(false);
+    }
+    let Some(after) = b
+        .machine
+        .state_id(state)
+        .and_then(|s| b.machine.state(s).timeout.as_ref())
+        .map(|t| t.after.as_str())
+    else {
+        return Ok(false);
+    };
+    let due = b.plans.get(Statement::TimerDue, || {
+        (
+            format!(
+                "SELECT fsm.uuid7_time(h.id) OPERATOR(pg_catalog.+) $2::pg_catalog.interval \
+                        OPERATOR(pg_catalog.<=) $3 \
+                   FROM {} h WHERE h.entity_key {} $1 AND h.from_state IS DISTINCT FROM h.to_state \
+                  ORDER BY h.id DESC LIMIT 1",
+                b.history_table, b.key.equality_sql
+            ),
+            vec![b.key.oid(), pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID],
+        )
+    });
+    let is_due = as_user(b.history_owner, Restrict::Restricted, || {
+        due.read_latest(&[Some(key.datum()), after.into_datum(), Some(now)])
+            .next()
+            .map(|row| row.bool(1))
+            .transpose()
+            .map(Option::flatten)
+    })?;
+    if is_due != Some(true) {
+        return Ok(false);
+    }
+    crate::fire::fire_expecting(b, key, event, state)?;
+    Ok(true)
+}
+
+/// The rows of the view `fsm.timers`: every pending timer of the tables
+/// the caller may SELECT (under row level security, of the rows the caller
+/// can see), soonest first per binding.
+unsafe fn pending_timers(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+    let bindings = connected(timed_bindings)?;
+    let prepare = |b: &Binding| -> FsmResult<Query> {
+        if crate::read::check_select(b).is_err() {
+            return Ok(None);
+        }
+        let visible = if row_security_applies(b.bound_relid) {
+            match all_visible_keys(b) {
+                Some(keys) => Some(keys),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let plan = candidates(b, false, visible.is_some());
+        Ok(Some((plan, candidate_args(b, None, None, visible))))
+    };
+    // SAFETY: a valid fcinfo of a set-returning call.
+    unsafe { materialize_each(fcinfo, &bindings, prepare) }
+}

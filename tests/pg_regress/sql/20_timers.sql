@@ -1,0 +1,89 @@
+-- Timers: a state's timeout makes its event due "after" that long in the
+-- state. fsm.timers lists what is pending; fsm.tick(lim) fires what is due
+-- (each timer once), with roles and guards applied as for fire. Leaving
+-- the state cancels the timer; a self-transition does not restart it.
+\set SHOW_CONTEXT never
+CREATE SCHEMA post;
+CREATE TABLE post.letters (id int PRIMARY KEY, status text, insured boolean NOT NULL DEFAULT false);
+-- The "claim" timer only fires for insured letters.
+CREATE FUNCTION post.is_insured(l post.letters, p jsonb) RETURNS boolean LANGUAGE sql
+  AS 'SELECT l.insured';
+SELECT fsm.create_machine('letter', '{
+  "states": {"posted":  {"initial": true, "timeout": {"after": "300 milliseconds", "event": "lose"}},
+             "lost":    {"timeout": {"after": "300 milliseconds", "event": "claim"}},
+             "claimed": {"final": true}, "delivered": {"final": true}},
+  "events": {"lose":    {"from": "posted", "to": "lost"},
+             "deliver": {"from": "posted", "to": "delivered"},
+             "track":   {"from": "posted", "to": "posted"},
+             "claim":   {"from": "lost", "to": "claimed", "guard": "post.is_insured"}}}');
+SELECT fsm.attach('post.letters', 'status', 'letter') IS NOT NULL AS attached;
+INSERT INTO post.letters (id, insured) VALUES (1, true), (2, false), (3, false), (4, false);
+-- Letter 3 is delivered: its timer is cancelled. Letter 4 is tracked (a
+-- self-transition): its timer keeps running from when it was posted.
+SELECT fsm.fire('post.letters', 3, 'deliver');
+SELECT fsm.fire('post.letters', 4, 'track');
+
+SELECT tbl, col, entity_key, state, event, due > now() AS later FROM fsm.timers WHERE tbl = 'post.letters'::regclass ORDER BY entity_key;
+-- Nothing is due yet.
+SELECT fsm.tick();
+SELECT pg_sleep(0.4);
+-- lim caps how many fire at once (soonest first), NULL: all that are due.
+SELECT fsm.tick(2);
+SELECT fsm.tick();
+SELECT fsm.tick();
+SELECT id, status FROM post.letters ORDER BY id;
+SELECT entity_key, state, event FROM fsm.timers WHERE tbl = 'post.letters'::regclass ORDER BY entity_key;
+-- After the "lost" timeout: letter 1 is claimed; letters 2 and 4 are not
+-- insured, so the guard says no: a WARNING, and their timers stay due.
+SELECT pg_sleep(0.4);
+SELECT fsm.tick();
+SELECT id, status FROM post.letters ORDER BY id;
+SELECT entity_key, state, event FROM fsm.timers WHERE tbl = 'post.letters'::regclass ORDER BY entity_key;
+SELECT entity_key, event, from_state, to_state FROM post.letters_status_history
+ WHERE event IN ('lose', 'claim') ORDER BY entity_key, id;
+-- Once the guard agrees, the next tick fires it.
+UPDATE post.letters SET insured = true WHERE id = 2;
+SELECT fsm.tick();
+SELECT id, status FROM post.letters WHERE id = 2;
+
+-- Roles apply to whoever ticks: a ticker without the event's role gets a
+-- WARNING per timer and fires nothing.
+CREATE TABLE post.parcels (id int PRIMARY KEY, status text);
+SELECT fsm.create_machine('letter_parcel', '{
+  "states": {"waiting": {"initial": true, "timeout": {"after": "1 millisecond", "event": "expire"}},
+             "expired": {"final": true}},
+  "events": {"expire": {"from": "waiting", "to": "expired", "roles": ["post_clerk"]}}}');
+SELECT fsm.attach('post.parcels', 'status', 'letter_parcel') IS NOT NULL AS attached;
+CREATE ROLE post_clerk;
+CREATE ROLE post_ticker;
+GRANT USAGE ON SCHEMA post TO post_ticker;
+GRANT SELECT, UPDATE ON post.parcels TO post_ticker;
+INSERT INTO post.parcels VALUES (1);
+SELECT pg_sleep(0.01);
+SET ROLE post_ticker;
+SELECT fsm.tick();
+-- The view shows only tables the caller may read.
+SELECT tbl, entity_key, state FROM fsm.timers WHERE tbl::text LIKE 'post.%';
+RESET ROLE;
+GRANT post_clerk TO post_ticker;
+SET ROLE post_ticker;
+SELECT fsm.tick();
+RESET ROLE;
+SELECT status FROM post.parcels;
+
+-- A negative lim is refused; 0 fires nothing.
+SELECT fsm.tick(-1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT fsm.tick(0);
+
+-- A timeout event must lead to one state: a timer has nobody to choose.
+SELECT fsm.create_machine('letter_bad', '{
+  "states": {"a": {"initial": true, "timeout": {"after": "1 day", "event": "go"}}, "b": {}},
+  "events": {"go": {"from": "a", "to": ["a", "b"]}, "back": {"from": "b", "to": "a"}}}');
+\echo :LAST_ERROR_SQLSTATE
+
+REVOKE post_clerk FROM post_ticker;
+REVOKE ALL ON post.parcels FROM post_ticker;
+REVOKE ALL ON SCHEMA post FROM post_ticker;
+DROP ROLE post_ticker;
+DROP ROLE post_clerk;
