@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark runner: BENCH.md's workloads W1-W7, measured side by side.
+"""The benchmark runner: BENCH.md's workloads W1-W7 and W1s, measured side by side.
 
 Every variant of a workload runs on the same server and data, interleaved
 (A B C, B C A, C A B, ...), for several rounds; the report quotes the median
@@ -26,9 +26,11 @@ SQL_DIR = os.path.join(HERE, "sql")
 
 MODES = {
     "short": dict(rounds=3, seconds=2, w1_sync=["off"], clients=[1, 2], w2_rows=20_000,
-                  w3_rows=20_000, entities=100_000, ids=1_000_000, w7_transitions=60_000),
+                  w3_rows=20_000, entities=100_000, ids=1_000_000, w7_transitions=60_000,
+                  w1s_transitions=10_000, w1s_rounds=3),
     "full": dict(rounds=5, seconds=8, w1_sync=["on", "off"], clients=[1, 2], w2_rows=100_000,
-                 w3_rows=100_000, entities=1_000_000, ids=1_000_000, w7_transitions=1_000_000),
+                 w3_rows=100_000, entities=1_000_000, ids=1_000_000, w7_transitions=1_000_000,
+                 w1s_transitions=20_000, w1s_rounds=7),
 }
 
 
@@ -47,9 +49,11 @@ def psql(*args, sql=None, env=None):
     return done.stdout
 
 
-def timed_ms(sql):
-    """Server round trip of one statement, from psql's \\timing."""
-    out = psql("-c", "\\timing on", sql=sql)
+def timed_ms(sql, before=()):
+    """Server round trip of one statement, from psql's \\timing; the
+    statements `before` run untimed first, in the same session."""
+    warm = [a for b in before for a in ("-c", b)]
+    out = psql(*warm, "-c", "\\timing on", sql=sql)
     found = re.findall(r"Time: ([\d.]+) ms", out)
     if not found:
         raise RuntimeError(f"no timing for {sql}: {out}")
@@ -93,8 +97,10 @@ def settings():
 
 
 # Each workload returns a dict: title, unit, higher_is_better, values
-# {variant: [...]}, baseline, notes, and targets [(variant, against, limit,
-# text)] where ratio = cost(variant) / cost(against) must be <= limit.
+# {variant: [...]}, baseline, optional notes [text] and columns {name:
+# {variant: [...]}} (more medians shown beside the figure), and targets
+# [(variant, against, limit, text)] where ratio = cost(variant) /
+# cost(against) must be <= limit.
 
 def w1(m):
     scripts = {"floor": "w1_floor.pgbench", "plpgsql": "w1_plpgsql.pgbench",
@@ -114,6 +120,120 @@ def w1(m):
                          ("fsm UPDATE", "plpgsql", 1 / 1.5, "≥ 1.5× plpgsql throughput"),
                          ("fsm.fire", "plpgsql", 1 / 1.5, "≥ 1.5× plpgsql throughput")]))
     return tables
+
+
+# W1s: the server's own cost of one single-row transition. Each variant is a
+# PL/pgSQL function looping over one-row statements inside one transaction
+# (one call, one round trip), timed against the same loop of plain UPDATEs
+# on a table with its triggers disabled; the figure is the difference per
+# transition. The baseline is the same for every variant (a plain UPDATE
+# of status, nothing else): for plpgsql and fsm UPDATE that is exactly their
+# loop with the triggers disabled, and fsm.fire, which has no trigger-less
+# form, is held against what its UPDATE does to the row. Each variant gets
+# its own baseline table, of its own kind (the plpgsql and fsm tables with
+# `ALTER TABLE ... DISABLE TRIGGER USER`, the floor's a table without
+# triggers), so the subtraction leaves exactly what the checks and the
+# history row add.
+#
+# Every loop runs on tables made afresh each round, each of its rows moved
+# once (created -> paid, event pay): no row is updated twice in the
+# transaction, so no HOT chain or dead versions of one row grow under the
+# loop. Each timed call runs in a fresh session that first loads fsm (so the
+# executor hook it installs is there for every variant, baselines included)
+# and warms up on rows outside the timed range (PL/pgSQL compilation, plan
+# caches, fsm's binding cache), so one-off costs stay out of the figure.
+
+W1S_WARM = 200
+
+# (loop table, loop body, baseline table) per variant; `i` is the loop's
+# integer, cast to the key type bigint everywhere (fsm.fire wants the exact
+# key type).
+W1S_VARIANTS = {
+    "floor": ("w1s_floor", """
+        WITH u AS (UPDATE bench.w1s_floor SET status = 'paid' WHERE id = i::bigint RETURNING id)
+        INSERT INTO bench.w1s_floor_history (id, entity_key, event, from_state, to_state, actor)
+        SELECT gen_random_uuid(), id, 'pay', 'created', 'paid', current_setting('fsm.actor', true) FROM u;""",
+              "w1sb_bare"),
+    "plpgsql": ("w1s_pl", "UPDATE bench.w1s_pl SET status = 'paid' WHERE id = i::bigint;", "w1sb_pl"),
+    "fsm UPDATE": ("w1s_fsm", "UPDATE bench.w1s_fsm SET status = 'paid' WHERE id = i::bigint;", "w1sb_fsm"),
+    "fsm.fire": ("w1s_fire", "PERFORM fsm.fire('bench.w1s_fire', i::bigint, 'pay');", "w1sb_fire"),
+}
+
+
+def w1s_loop_sql(table, body):
+    """A function bench.loop_<table>(first, last) running `body` for each i."""
+    return f"""CREATE OR REPLACE FUNCTION bench.loop_{table}(first integer, last integer) RETURNS void
+               LANGUAGE plpgsql AS $loop$
+               BEGIN
+                   FOR i IN first .. last LOOP
+                       {body}
+                   END LOOP;
+               END $loop$"""
+
+
+def w1s(m):
+    n, warm = m["w1s_transitions"], W1S_WARM
+    loops = {}  # (variant, "loop" | "baseline") -> table whose function runs it
+    for v, (table, body, base) in W1S_VARIANTS.items():
+        psql(sql=w1s_loop_sql(table, body))
+        psql(sql=w1s_loop_sql(base, f"UPDATE bench.{base} SET status = 'paid' WHERE id = i::bigint;"))
+        loops[(v, "loop")], loops[(v, "baseline")] = table, base
+    tables = sorted(set(loops.values()))
+
+    def fresh_tables(r):
+        log(f"W1s round {r + 1}: fresh tables")
+        psql(sql="SELECT bench.drop_variants('w1s'), bench.drop_variants('w1sb')")
+        psql(sql="SELECT bench.make_variants('w1s', ARRAY['floor', 'pl', 'fsm', 'fire'])")
+        psql(sql="SELECT bench.make_variants('w1sb', ARRAY['bare', 'pl', 'fsm', 'fire'])")
+        for t in tables:
+            # Inserted with the triggers on, so every table starts alike
+            # (the attached and plpgsql ones with their insert history).
+            psql(sql=f"INSERT INTO bench.{t} (id, status) SELECT g, 'created' "
+                     f"FROM generate_series(1, {n + warm}) g")
+        # The floor writes its own history: the insert rows the others' triggers wrote.
+        psql(sql=f"INSERT INTO bench.w1s_floor_history (id, entity_key, to_state) "
+                 f"SELECT gen_random_uuid(), g, 'created' FROM generate_series(1, {n + warm}) g")
+        for t in ("w1sb_pl", "w1sb_fsm", "w1sb_fire"):
+            psql(sql=f"ALTER TABLE bench.{t} DISABLE TRIGGER USER")
+        # No autovacuum of these tables (and their history tables) while
+        # the round's other loops run: each loop leaves one dead version of
+        # every row, enough to start it on a small table.
+        every = psql(sql="SELECT oid::regclass FROM pg_class WHERE relnamespace = 'bench'::regnamespace "
+                         "AND relkind = 'r' AND relname ~ '^w1sb?_'").split()
+        psql(sql="; ".join(f"ALTER TABLE {t} SET (autovacuum_enabled = false)" for t in every))
+        psql(sql=f"VACUUM ANALYZE {', '.join(every)}")
+        psql(sql="CHECKPOINT")
+
+    def run(key):
+        fn = f"bench.loop_{loops[key]}"
+        ms = timed_ms(f"SELECT {fn}(1, {n})",
+                      before=("SELECT fsm.uuid7()", f"SELECT {fn}({n + 1}, {n + warm})"))
+        return ms * 1000 / n
+
+    log("W1s")
+    per = interleaved(list(loops), m["w1s_rounds"], run, fresh_tables)
+    psql(sql="SELECT bench.drop_variants('w1s'), bench.drop_variants('w1sb')")
+    values = {v: [x - y for x, y in zip(per[(v, "loop")], per[(v, "baseline")])] for v in W1S_VARIANTS}
+    return [dict(
+        id="W1s", title=f"W1s server cost of one single-row transition "
+                        f"(PL/pgSQL loop of {n:,} one-row transitions in one transaction)",
+        unit="µs added per transition", higher_is_better=False, values=values, baseline="plpgsql",
+        columns={"loop, µs per transition": {v: per[(v, "loop")] for v in W1S_VARIANTS},
+                 "baseline, µs per UPDATE": {v: per[(v, "baseline")] for v in W1S_VARIANTS}},
+        notes=["Loop: the variant's statement for each of the table's rows, once each (created -> paid); "
+               "floor: `WITH u AS (UPDATE … RETURNING id) INSERT INTO …_history SELECT gen_random_uuid(), …`; "
+               "plpgsql and fsm UPDATE: `UPDATE t SET status = 'paid' WHERE id = i`; "
+               "fsm.fire: `PERFORM fsm.fire(t, i, 'pay')`.",
+               "Baseline, the same for every variant: the same loop of plain "
+               "`UPDATE t SET status = 'paid' WHERE id = i` on a table of the variant's own kind with "
+               "its triggers disabled (`DISABLE TRIGGER USER`; the floor's has none). For plpgsql and "
+               "fsm UPDATE that is their own loop without triggers; fsm.fire has no trigger-less form, "
+               "so it is held against the UPDATE it replaces.",
+               "Added = loop − baseline, per round; fresh tables each round; each call in a session that "
+               f"loaded fsm and warmed up on {warm} rows outside the timed range."],
+        targets=[("fsm UPDATE", "plpgsql", 0.5, "adds ≤ 0.5× what plpgsql adds"),
+                 ("fsm UPDATE", "floor", 1.0, "adds less than the floor"),
+                 ("fsm.fire", "fsm UPDATE", 1.2, "≤ 1.2× fsm UPDATE")])]
 
 
 def w2(m):
@@ -226,7 +346,7 @@ def w7(m):
                  memory=dict(before_kb=before, after_kb=after, history_rows=rows), targets=[])]
 
 
-WORKLOADS = {"w1": w1, "w2": w2, "w3": w3, "w4": w4_w5, "w6": w6, "w7": w7}
+WORKLOADS = {"w1": w1, "w1s": w1s, "w2": w2, "w3": w3, "w4": w4_w5, "w6": w6, "w7": w7}
 
 
 def measure(args):
@@ -271,9 +391,12 @@ def render_table(t):
         return lines
     base = t["baseline"]
     net = t.get("net_of")
+    columns = t.get("columns", {})
     head = f"| variant | median {t['unit']} |"
     if net:
         head += f" net of {net} |"
+    for name in columns:
+        head += f" median {name} |"
     head += f" cost vs {base} |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for v, xs in t["values"].items():
@@ -281,12 +404,16 @@ def render_table(t):
         if net:
             row += " |" if v == net else \
                 f" {statistics.median(x - y for x, y in zip(xs, t['values'][net])):,.1f} |"
+        for col in columns.values():
+            row += f" {statistics.median(col[v]):,.1f} |"
         row += " |" if v == net else f" {ratio(t, v, base):.2f}× |"
         lines.append(row)
     lines.append("")
     for _, what, shown, text, met in target_rows(t):
         lines.append(f"- {what}: {shown}; target {text}: **{'met' if met else 'MISSED'}**")
     rounds = len(next(iter(t["values"].values())))
+    if t.get("notes"):
+        lines += [""] + [f"Note: {n}" for n in t["notes"]]
     lines += ["", f"({rounds} interleaved rounds; cost ratios are medians of per-round ratios"
                   f"{'; ' + net + ' subtracted per round' if net else ''}.)", ""]
     return lines
@@ -355,7 +482,7 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("measure")
     m.add_argument("--mode", choices=MODES, default="short")
-    m.add_argument("--workloads", default="w1,w2,w3,w4,w6,w7",
+    m.add_argument("--workloads", default="w1,w1s,w2,w3,w4,w6,w7",
                    help="comma-separated; w4 also runs W5 (same data)")
     m.add_argument("--pg18", action="store_true", help="W6 against PostgreSQL 18's uuidv7()")
     m.add_argument("--out", required=True)
