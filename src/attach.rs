@@ -192,13 +192,14 @@ fn attach_column(
             ),
         )
     })?;
-    if column_type != pg_sys::TEXTOID && column_type != pg_sys::VARCHAROID {
+    if crate::state_column::StateColumn::of(column_type).is_none() {
         return Err(FsmError::new(
             ErrorKind::DatatypeMismatch,
             format!(
-                "column \"{col}\" of \"{}\" is of type {}, not text or varchar",
+                "column \"{col}\" of \"{}\" is of type {}, not {}",
                 t.display,
-                sql::qualified_type(column_type, -1)
+                sql::qualified_type(column_type, -1),
+                crate::state_column::ALLOWED
             ),
         ));
     }

@@ -9,6 +9,7 @@ use std::ffi::CString;
 
 use pgrx::pg_sys;
 
+use crate::state_column::StateColumn;
 use crate::callable::{self, Callable, Purpose};
 use crate::error::{clip, ErrorKind, Fields, FsmError, FsmResult};
 use crate::key::KeyType;
@@ -125,6 +126,8 @@ pub struct Binding {
     pub schema_name: String,
     pub relation_name: String,
     pub column: String,
+    /// How the state column's type is read and written.
+    pub state_column: StateColumn,
     /// The state column's number in `relid`.
     pub attnum: i16,
     /// The state column's number in the bound table (what `fire` names).
@@ -378,15 +381,16 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
     let attnum = attnum_in(relid)?;
     let bound_attnum = attnum_in(s.bound_relid)?;
     let column_type = attribute_type(relid, attnum).0;
-    if column_type != pg_sys::TEXTOID && column_type != pg_sys::VARCHAROID {
-        // The trigger reads the column as text: any other type must never
-        // reach it.
-        return Err(broken(format!(
-            "column \"{}\" is now of type {}, not text or varchar",
+    // The trigger reads the column by its type: any other type must never
+    // reach it.
+    let state_column = StateColumn::of(column_type).ok_or_else(|| {
+        broken(format!(
+            "column \"{}\" is now of type {}, not {}",
             clip(&s.column),
-            sql::qualified_type(column_type, -1)
-        )));
-    }
+            sql::qualified_type(column_type, -1),
+            crate::state_column::ALLOWED
+        ))
+    })?;
     let key_attnum = s
         .key_attnum
         .filter(|&k| k > 0)
@@ -430,6 +434,7 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
         table_sql: sql::qualified_relation(s.bound_relid)?,
         table: s.table,
         column: s.column,
+        state_column,
         attnum,
         bound_attnum,
         key_attnum,

@@ -16,10 +16,10 @@
 //! are raised with their SQLSTATE: a trigger returning `Err` would surface
 //! as XX000 "Trigger function panic", which would be a bug.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::binding::Binding;
 use crate::error::{clip, ErrorKind, FsmError, FsmResult};
@@ -118,15 +118,16 @@ impl Row {
         Row { tuple, desc }
     }
 
-    /// The state column as a borrowed string, or `None` for NULL.
-    fn state<'t>(self, b: &Binding) -> Option<&'t str> {
+    /// The state column's state name (borrowed from a text column), or
+    /// `None` for NULL.
+    fn state<'t>(self, b: &Binding) -> Option<Cow<'t, str>> {
         let mut is_null = false;
-        // SAFETY: b.attnum is a text or varchar column of this relation
-        // (checked when the binding loaded); the string lives as long as
-        // the tuple, that is the trigger call.
+        // SAFETY: b.attnum is a column of this relation of the type
+        // b.state_column was made for (checked when the binding loaded); a
+        // borrowed string lives as long as the tuple, the trigger call.
         unsafe {
             let datum = pg_sys::heap_getattr(self.tuple, b.attnum as i32, self.desc, &mut is_null);
-            <&str as FromDatum>::from_datum(datum, is_null)
+            (!is_null).then(|| b.state_column.name(datum))
         }
     }
 
@@ -150,10 +151,10 @@ impl Row {
         unsafe { Key::of_key_type(datum) }
     }
 
-    /// A copy of the row with the state column set to `value` (the
-    /// column is text or varchar, and every state name fits its length).
+    /// A copy of the row with the state column set to `value` (every
+    /// state name is a value of the column: checked at attach).
     fn with_state(self, b: &Binding, value: &str) -> Row {
-        let datum = value.into_datum().expect("text datum");
+        let datum = b.state_column.datum(value);
         let column = b.attnum as i32;
         let is_null = false;
         // SAFETY: one replaced column of a text-like type (text is binary
@@ -216,7 +217,7 @@ fn on_insert(b: &Rc<Binding>, row: Row) {
             ErrorKind::NotAllowed,
             format!(
                 "a new row must start in the initial state \"{initial}\", not {} (table {}, key {})",
-                state.map_or("NULL".into(), |s| format!("\"{}\"", clip(s))),
+                state.map_or("NULL".into(), |s| format!("\"{}\"", clip(&s))),
                 b.table,
                 b.key_text(key.datum())
             ),
@@ -235,7 +236,8 @@ fn on_insert(b: &Rc<Binding>, row: Row) {
 /// the old to the new state, and its roles, payload schema and guard must
 /// agree (unless `fire` checked them already).
 fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
-    let old_state = old.state(b).unwrap_or("");
+    let old_state = old.state(b).unwrap_or_default();
+    let old_state = old_state.as_ref();
     let Some(new_state) = new.state(b) else {
         let subject = Subject {
             binding: b,
@@ -249,6 +251,7 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
             )
             .raise()
     };
+    let new_state = new_state.as_ref();
     if old_state == new_state {
         // Another bound column of the table changed.
         return;

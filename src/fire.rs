@@ -588,15 +588,19 @@ pub fn plan(b: &Binding, statement: FireStatement) -> Rc<KeptPlan> {
             FireStatement::LockRow => (lock("t"), vec![key_type]),
             FireStatement::ReadRow => (read, vec![key_type]),
             FireStatement::Update => (
-                format!("UPDATE {table} t SET {column} = $2 WHERE t.{key} {eq} $1"),
+                format!(
+                    "UPDATE {table} t SET {column} = {} WHERE t.{key} {eq} $1",
+                    b.state_column.assigned_sql("$2")
+                ),
                 vec![key_type, pg_sys::TEXTOID],
             ),
             FireStatement::Move { .. } => (
                 format!(
-                    "UPDATE {table} t SET {column} = $4 \
+                    "UPDATE {table} t SET {column} = {} \
                       WHERE t.{key} {eq} $1 \
-                        AND t.{column} OPERATOR(pg_catalog.=) ANY ($3) \
-                        AND ($2 IS NULL OR t.{column} OPERATOR(pg_catalog.=) $2)"
+                        AND t.{column}::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3) \
+                        AND ($2 IS NULL OR t.{column}::pg_catalog.text OPERATOR(pg_catalog.=) $2)",
+                    b.state_column.assigned_sql("$4")
                 ),
                 vec![
                     key_type,

@@ -36,6 +36,7 @@ mod savepoint;
 mod settings;
 mod spi_plan;
 mod sql;
+mod state_column;
 mod timers;
 mod transition;
 mod uuid7;

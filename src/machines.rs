@@ -385,8 +385,10 @@ pub fn check_rows_fit(
     .hint("Move those rows to states of the machine first."))
 }
 
-/// Every state name must fit a `varchar(n)` column: the trigger writes
-/// the initial state itself, past PostgreSQL's own length check.
+/// Every state name must be a value of the column: a label of its enum, an
+/// integer of its integer type, and short enough for a `varchar(n)` (the
+/// trigger writes the initial state itself, past PostgreSQL's own length
+/// check).
 fn check_states_fit_column(table: pg_sys::Oid, column: &str, states: &[&str]) -> FsmResult<()> {
     let found = Spi::get_two_with_args::<pg_sys::Oid, i32>(
         "SELECT a.atttypid, a.atttypmod FROM pg_catalog.pg_attribute a
@@ -398,6 +400,8 @@ fn check_states_fit_column(table: pg_sys::Oid, column: &str, states: &[&str]) ->
     let Some((Some(type_oid), Some(typmod))) = found else {
         return Ok(());
     };
+    let table_name = datum_text(pg_sys::Datum::from(table), pg_sys::REGCLASSOID);
+    crate::state_column::check_states_fit(type_oid, states, column, &table_name)?;
     // varchar's typmod is its length plus the 4-byte header; -1: no limit.
     if type_oid != pg_sys::VARCHAROID || typmod < 4 {
         return Ok(());

@@ -680,6 +680,47 @@ mod tests {
     }
 
     #[pg_test]
+    fn enum_and_integer_state_columns() {
+        Spi::run(
+            r#"CREATE TYPE lamp_state AS ENUM ('off', 'on', 'spare');
+               SELECT fsm.create_machine('lamp', '{"states": {"off": {"initial": true}, "on": {}},
+                 "events": {"switch": {"from": "off", "to": "on"}, "unswitch": {"from": "on", "to": "off"}}}');
+               CREATE TABLE lamps (id int PRIMARY KEY, state lamp_state);
+               SELECT fsm.attach('lamps', 'state', 'lamp');
+               INSERT INTO lamps (id) VALUES (1);
+               SELECT fsm.fire('lamps', 1, 'switch');
+               UPDATE lamps SET state = 'off' WHERE id = 1;"#,
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(coalesce(from_state, '-') || '>' || to_state, ',' ORDER BY id) FROM lamps_state_history"),
+            Some("->off,off>on,on>off".into())
+        );
+        assert_eq!(
+            error_of("UPDATE lamps SET state = 'spare' WHERE id = 1").0,
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
+        Spi::run(
+            r#"SELECT fsm.create_machine('level', '{"states": {"1": {"initial": true}, "2": {}},
+                 "events": {"raise": {"from": "1", "to": "2"}}}');
+               CREATE TABLE levels (id int PRIMARY KEY, level smallint);
+               SELECT fsm.attach('levels', 'level', 'level');
+               INSERT INTO levels (id) VALUES (1);"#,
+        )
+        .unwrap();
+        assert_eq!(one::<String>("SELECT fsm.fire('levels', 1, 'raise')"), Some("2".into()));
+        assert_eq!(one::<i16>("SELECT level FROM levels WHERE id = 1"), Some(2));
+        // A machine whose states the column cannot hold is refused at attach.
+        Spi::run("CREATE TABLE wrong_levels (id int PRIMARY KEY, level smallint)").unwrap();
+        let (code, message) = error_of("SELECT fsm.attach('wrong_levels', 'level', 'lamp')");
+        assert_eq!(code, ERRCODE_DATATYPE_MISMATCH);
+        assert_eq!(
+            message,
+            "state \"on\" is not a value of column wrong_levels.level (type smallint)"
+        );
+    }
+
+    #[pg_test]
     fn set_based_update_appends_a_history_row_per_row() {
         Spi::run(
             r#"SELECT fsm.create_machine('flow', '{"states": {"a": {"initial": true}, "b": {}},

@@ -91,3 +91,21 @@ SELECT fsm.create_machine('charging', '{
              "finish": {"from": "charged", "to": "done"}}}');
 SELECT fsm.to_dot('charging');
 SELECT fsm.to_mermaid('charging');
+
+-- "State columns": an enum and a smallint.
+CREATE TYPE lamp_state AS ENUM ('off', 'on');
+SELECT fsm.create_machine('lamp', '{"states": {"off": {"initial": true}, "on": {}},
+  "events": {"switch_on": {"from": "off", "to": "on"}, "switch_off": {"from": "on", "to": "off"}}}');
+CREATE TABLE lamps (id int PRIMARY KEY, state lamp_state);
+SELECT fsm.attach('lamps', 'state', 'lamp');
+INSERT INTO lamps (id) VALUES (1);                 -- state = 'off'
+UPDATE lamps SET state = 'on' WHERE id = 1;        -- event "switch_on"
+SELECT event, from_state, to_state FROM lamps_state_history ORDER BY id;
+
+SELECT fsm.create_machine('review', '{"states": {"10": {"initial": true}, "20": {"final": true}},
+  "events": {"approve": {"from": "10", "to": "20"}}}');
+CREATE TABLE reviews (id int PRIMARY KEY, stage smallint);
+SELECT fsm.attach('reviews', 'stage', 'review');
+INSERT INTO reviews (id) VALUES (1);               -- stage = 10
+SELECT fsm.fire('reviews', 1, 'approve');          -- '20'
+SELECT id, stage FROM reviews;
