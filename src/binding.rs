@@ -9,13 +9,13 @@ use std::ffi::CString;
 
 use pgrx::pg_sys;
 
-use crate::state_column::StateColumn;
 use crate::callable::{self, Callable, Purpose};
 use crate::error::{clip, ErrorKind, Fields, FsmError, FsmResult};
 use crate::key::KeyType;
 use crate::machine::{validate::compile, Definition, EventId, Machine, StateId};
 use crate::spi_plan::{connected, KeptPlan, PlanCache, Row};
 use crate::sql;
+use crate::state_column::StateColumn;
 
 /// What one event needs at run time beyond the pure model.
 pub struct EventRuntime {

@@ -52,8 +52,12 @@ impl StateColumn {
         if kind_of(type_oid)? == Kind::Text {
             return Some(StateColumn::Text);
         }
-        let (mut output, mut input, mut ioparam, mut varlena) =
-            (pg_sys::InvalidOid, pg_sys::InvalidOid, pg_sys::InvalidOid, false);
+        let (mut output, mut input, mut ioparam, mut varlena) = (
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            false,
+        );
         // SAFETY: syscache lookups of an existing type's I/O functions.
         unsafe {
             pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut varlena);
@@ -96,7 +100,9 @@ impl StateColumn {
                 let text = CString::new(name).expect("state names hold no NUL");
                 // SAFETY: the type's input function with its I/O parameter
                 // and no typmod; it raises a clean error for a bad value.
-                unsafe { pg_sys::OidInputFunctionCall(*input, text.as_ptr().cast_mut(), *ioparam, -1) }
+                unsafe {
+                    pg_sys::OidInputFunctionCall(*input, text.as_ptr().cast_mut(), *ioparam, -1)
+                }
             }
         }
     }

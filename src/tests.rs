@@ -708,7 +708,10 @@ mod tests {
                INSERT INTO levels (id) VALUES (1);"#,
         )
         .unwrap();
-        assert_eq!(one::<String>("SELECT fsm.fire('levels', 1, 'raise')"), Some("2".into()));
+        assert_eq!(
+            one::<String>("SELECT fsm.fire('levels', 1, 'raise')"),
+            Some("2".into())
+        );
         assert_eq!(one::<i16>("SELECT level FROM levels WHERE id = 1"), Some(2));
         // A machine whose states the column cannot hold is refused at attach.
         Spi::run("CREATE TABLE wrong_levels (id int PRIMARY KEY, level smallint)").unwrap();
