@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark runner: BENCH.md's workloads W1-W7 and W1s, measured side by side.
+"""The benchmark runner: BENCH.md's workloads W1-W9 and W1s, measured side by side.
 
 Every variant of a workload runs on the same server and data, interleaved
 (A B C, B C A, C A B, ...), for several rounds; the report quotes the median
@@ -27,10 +27,12 @@ SQL_DIR = os.path.join(HERE, "sql")
 MODES = {
     "short": dict(rounds=3, seconds=2, w1_sync=["off"], clients=[1, 2], w2_rows=20_000,
                   w3_rows=20_000, entities=100_000, ids=1_000_000, w7_transitions=60_000,
-                  w1s_transitions=10_000, w1s_rounds=3),
+                  w1s_transitions=10_000, w1s_rounds=3, w8_timers=10_000, w9_entities=200_000,
+                  w9_stats_calls=3, w9_keys_calls=20),
     "full": dict(rounds=5, seconds=8, w1_sync=["on", "off"], clients=[1, 2], w2_rows=100_000,
                  w3_rows=100_000, entities=1_000_000, ids=1_000_000, w7_transitions=1_000_000,
-                 w1s_transitions=20_000, w1s_rounds=7),
+                 w1s_transitions=20_000, w1s_rounds=7, w8_timers=100_000, w9_entities=1_200_000,
+                 w9_stats_calls=3, w9_keys_calls=20),
 }
 
 
@@ -58,6 +60,18 @@ def timed_ms(sql, before=()):
     if not found:
         raise RuntimeError(f"no timing for {sql}: {out}")
     return float(found[-1])
+
+
+def timed_calls_ms(sql, calls, before=()):
+    """Server round trips of `calls` runs of one statement in one session,
+    from psql's \\timing, in order; the statements `before` run untimed
+    first, in the same session."""
+    warm = [a for b in before for a in ("-c", b)]
+    out = psql(*warm, "-c", "\\timing on", *[a for _ in range(calls) for a in ("-c", sql)])
+    found = [float(x) for x in re.findall(r"Time: ([\d.]+) ms", out)]
+    if len(found) != calls:
+        raise RuntimeError(f"{len(found)} timings for {calls} runs of {sql[:200]}: {out[-2000:]}")
+    return found
 
 
 def pgbench_tps(script, clients=1, seconds=2, defines=None, pgoptions=None):
@@ -346,7 +360,265 @@ def w7(m):
                  memory=dict(before_kb=before, after_kb=after, history_rows=rows), targets=[])]
 
 
-WORKLOADS = {"w1": w1, "w1s": w1s, "w2": w2, "w3": w3, "w4": w4_w5, "w6": w6, "w7": w7}
+# W8: timers. n entities entered `waiting` 2 to 3 hours ago (imported
+# history), so their one-hour timeout is due; one `SELECT fsm.tick()` fires
+# them all. The hand-written alternative keeps a timers table beside the
+# table (written when an entity enters the state: a cost this workload does
+# not count) and fires what is due in one statement. Fresh worlds each
+# round (benches/sql/w8.sql); each call in a session that already loaded
+# fsm and, for tick, its bindings (`fsm.tick(0)` fires nothing).
+
+W8_SQL = {
+    "hand-written UPDATE": """WITH due AS (DELETE FROM bench.w8_timers WHERE due <= now() RETURNING entity_key),
+     moved AS (UPDATE bench.w8_floor t SET status = 'expired' FROM due
+                WHERE t.id = due.entity_key AND t.status = 'waiting' RETURNING t.id)
+INSERT INTO bench.w8_floor_history (id, entity_key, event, from_state, to_state, actor)
+SELECT gen_random_uuid(), id, 'expire', 'waiting', 'expired', current_setting('fsm.actor', true) FROM moved""",
+    "fsm.tick()": "SELECT fsm.tick()",
+}
+W8_WARM = {"hand-written UPDATE": "SELECT fsm.uuid7()", "fsm.tick()": "SELECT fsm.tick(0)"}
+# What each variant must have done: every entity expired, one history row each.
+W8_CHECK = {
+    "hand-written UPDATE": "SELECT (SELECT count(*) FROM bench.w8_floor WHERE status = 'expired'), "
+                           "(SELECT count(*) FROM bench.w8_floor_history WHERE event = 'expire'), "
+                           "(SELECT count(*) FROM bench.w8_timers)",
+    "fsm.tick()": "SELECT (SELECT count(*) FROM bench.w8_fsm WHERE status = 'expired'), "
+                  "(SELECT count(*) FROM bench.w8_fsm_status_history WHERE event = 'expire'), "
+                  "(SELECT count(*) FROM fsm.timers WHERE tbl = 'bench.w8_fsm'::regclass)",
+}
+
+
+def w8(m):
+    n = m["w8_timers"]
+    psql("-f", os.path.join(SQL_DIR, "w8.sql"))
+
+    def fresh_tables(r):
+        log(f"W8 round {r + 1}: fresh tables, {n:,} due timers")
+        psql(sql=f"SELECT bench.fresh_w8({n})")
+        psql(sql="VACUUM ANALYZE bench.w8_fsm, bench.w8_fsm_status_history, bench.w8_floor, "
+                 "bench.w8_floor_history, bench.w8_timers")
+        psql(sql="CHECKPOINT")
+        pending = int(psql(sql="SELECT count(*) FROM fsm.timers WHERE tbl = 'bench.w8_fsm'::regclass "
+                               "AND due <= now()"))
+        if pending != n:
+            raise RuntimeError(f"W8: {pending} due timers in bench.w8_fsm, not {n}")
+
+    def run(v):
+        ms = timed_ms(W8_SQL[v], before=(W8_WARM[v],))
+        done = psql(sql=W8_CHECK[v]).strip()
+        if done != f"{n}|{n}|0":
+            raise RuntimeError(f"W8 {v}: expired rows | history rows | timers left = {done}, not {n}|{n}|0")
+        return ms
+
+    log("W8")
+    values = interleaved(list(W8_SQL), m["rounds"], run, fresh_tables)
+    psql(sql="SELECT bench.drop_variants('w8')")
+    return [dict(
+        id="W8", title=f"W8 timers: one call firing {n:,} due timeouts"
+                       + (" (short mode: BENCH.md's figure is 100,000)" if n < 100_000 else ""),
+        unit="ms", higher_is_better=False, values=values, baseline="hand-written UPDATE",
+        columns={"µs per timer": {v: [x * 1000 / n for x in xs] for v, xs in values.items()}},
+        notes=["fsm.tick(): `SELECT fsm.tick()` on a table attached to a machine whose state `waiting` has "
+               "`{\"timeout\": {\"after\": \"1 hour\", \"event\": \"expire\"}}`; every row entered it 2 to 3 "
+               "hours ago (history imported with uuid7 ids at those moments). It finds the due timers (state "
+               "column + last state-changing history row), then per timer: a subtransaction, the row locked "
+               "FOR NO KEY UPDATE SKIP LOCKED, the due check again, and the event fired as `fsm.fire` would.",
+               "Hand-written: the same table without fsm, plus a timers table (entity_key primary key, due, "
+               "an index on due) kept by the application, and one statement: `WITH due AS (DELETE FROM timers "
+               "WHERE due <= now() RETURNING entity_key), moved AS (UPDATE t SET status = 'expired' FROM due "
+               "WHERE t.id = due.entity_key AND t.status = 'waiting' RETURNING t.id) INSERT INTO history "
+               "SELECT gen_random_uuid(), id, 'expire', 'waiting', 'expired', … FROM moved`. Writing the "
+               "timers table when entities enter the state is the hand-written design's cost and is not "
+               "counted here; fsm stores no timer.",
+               "Fresh tables each round; both checked after each call (every row expired, one history row "
+               "each, no timer left)."],
+        targets=[("fsm.tick()", "hand-written UPDATE", 1.2, "≤ 1.2× the hand-written UPDATE")])]
+
+
+# W9: analytics over an imported history (benches/sql/w9_data.sql), a
+# one-week window in the middle of three weeks. Each function is held
+# against two hand-written queries on the same history table giving the
+# same answer: one that reads what fsm reads (each entity's last row before
+# the window, then the window's rows), and the plainer one that runs the
+# window functions over every row before `until` and keeps the stays that
+# reach into the window. Stays are runs of one state (a self-transition
+# neither ends nor begins one); moments are the ids' milliseconds.
+
+W9_SINCE, W9_UNTIL = "2026-03-09 00:00:00+00", "2026-03-16 00:00:00+00"
+W9_STATES = ["active", "cancelled", "done", "new", "paused"]
+W9_HISTORY = "bench.w9_fsm_status_history"
+
+
+def w9_state_stats_sql(form):
+    """state_stats by hand: `carried` reads each entity's last row before
+    the window and the window's rows; `full` every row before until."""
+    since, until, h = f"timestamptz '{W9_SINCE}'", f"timestamptz '{W9_UNTIL}'", W9_HISTORY
+    if form == "carried":
+        rows = f"""SELECT * FROM (
+    SELECT DISTINCT ON (h.entity_key) h.entity_key, h.id, h.to_state FROM {h} h
+     WHERE h.id < fsm.uuid7({since}) ORDER BY h.entity_key, h.id DESC) carried
+  UNION ALL
+  SELECT h.entity_key, h.id, h.to_state FROM {h} h
+   WHERE h.id >= fsm.uuid7({since}) AND h.id < fsm.uuid7({until})"""
+        seen = "SELECT * FROM stays"
+    else:
+        rows = f"SELECT h.entity_key, h.id, h.to_state FROM {h} h WHERE h.id < fsm.uuid7({until})"
+        seen = f"SELECT * FROM stays WHERE ended IS NULL OR ended >= {since}"
+    states = ", ".join(f"'{s}'" for s in W9_STATES)
+    return f"""WITH runs AS (
+  SELECT r.*, lag(r.to_state) OVER (PARTITION BY r.entity_key ORDER BY r.id) AS before FROM (
+  {rows}) r),
+stays AS (
+  SELECT r.entity_key, r.to_state AS state, fsm.uuid7_time(r.id) AS started,
+         fsm.uuid7_time(lead(r.id) OVER w) AS ended, lead(r.to_state) OVER w AS next
+    FROM runs r WHERE r.before IS DISTINCT FROM r.to_state
+  WINDOW w AS (PARTITION BY r.entity_key ORDER BY r.id)),
+seen AS ({seen}),
+per_state AS (
+  SELECT state,
+         count(*) FILTER (WHERE started >= {since}) AS entered,
+         count(*) FILTER (WHERE ended IS NULL) AS still_in,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY ended - GREATEST(started, {since}))
+             FILTER (WHERE ended IS NOT NULL) AS median_stay,
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY ended - GREATEST(started, {since}))
+             FILTER (WHERE ended IS NOT NULL) AS p95_stay
+    FROM seen GROUP BY state),
+next AS (
+  SELECT state, jsonb_object_agg(next, n ORDER BY next) AS next
+    FROM (SELECT state, next, count(*) AS n FROM seen WHERE next IS NOT NULL GROUP BY state, next) n
+   GROUP BY state)
+SELECT m.state, COALESCE(p.entered, 0) AS entered, COALESCE(p.still_in, 0) AS still_in,
+       p.median_stay, p.p95_stay, COALESCE(n.next, '{{}}') AS next
+  FROM unnest(ARRAY[{states}]) AS m(state)
+  LEFT JOIN per_state p USING (state) LEFT JOIN next n USING (state)
+ ORDER BY m.state COLLATE "C\""""
+
+
+def w9_time_in_state_sql(form, keys):
+    """time_in_state by hand for the keys (an array literal), in their
+    order: `carried` as w9_state_stats_sql's, by key; `full` every row of
+    the keys before until."""
+    since, until, h = f"timestamptz '{W9_SINCE}'", f"timestamptz '{W9_UNTIL}'", W9_HISTORY
+    if form == "carried":
+        rows = f"""SELECT k.ord, c.id, c.to_state FROM k CROSS JOIN LATERAL (
+    SELECT h.id, h.to_state FROM {h} h WHERE h.entity_key = k.key AND h.id < fsm.uuid7({since})
+     ORDER BY h.id DESC LIMIT 1) c
+  UNION ALL
+  SELECT k.ord, h.id, h.to_state FROM k JOIN {h} h ON h.entity_key = k.key
+   WHERE h.id >= fsm.uuid7({since}) AND h.id < fsm.uuid7({until})"""
+        part, join, seen = "ord", "k.ord = s.ord", ""
+    else:
+        rows = f"""SELECT h.entity_key, h.id, h.to_state FROM {h} h
+   WHERE h.entity_key = ANY ({keys}) AND h.id < fsm.uuid7({until})"""
+        part, join, seen = "entity_key", "k.key = s.entity_key", \
+            f"\n WHERE s.ended IS NULL OR s.ended >= {since}"
+    duration = f"sum(COALESCE(s.ended, {until}) - GREATEST(s.started, {since}))"
+    entered = f"count(*) FILTER (WHERE s.started >= {since})"
+    return f"""WITH k AS (SELECT k.key, k.ord FROM unnest({keys}) WITH ORDINALITY AS k(key, ord)),
+runs AS (
+  SELECT r.*, lag(r.to_state) OVER (PARTITION BY r.{part} ORDER BY r.id) AS before FROM (
+  {rows}) r),
+stays AS (
+  SELECT r.{part}, r.to_state AS state, fsm.uuid7_time(r.id) AS started,
+         fsm.uuid7_time(lead(r.id) OVER w) AS ended
+    FROM runs r WHERE r.before IS DISTINCT FROM r.to_state
+  WINDOW w AS (PARTITION BY r.{part} ORDER BY r.id))
+SELECT k.key AS entity_key, s.state, {duration} AS duration, {entered} AS entered
+  FROM stays s JOIN k ON {join}{seen}
+ GROUP BY k.ord, k.key, s.state
+HAVING {entered} > 0 OR {duration} > '0'
+ ORDER BY k.ord, s.state COLLATE "C\""""
+
+
+def w9_difference(fsm_sql, hand_sql):
+    """Rows only fsm returns and rows only the hand-written query returns
+    (multisets: EXCEPT ALL both ways), at most 5 of each, and their counts."""
+    out = {}
+    for name, a, b in (("only fsm", fsm_sql, hand_sql), ("only hand-written", hand_sql, fsm_sql)):
+        diff = f"(({a}) EXCEPT ALL ({b}))"
+        count = int(psql(sql=f"SELECT count(*) FROM {diff} d"))
+        sample = psql(sql=f"SELECT d::text FROM {diff} d LIMIT 5").split("\n") if count else []
+        out[name] = (count, [x for x in sample if x])
+    return out
+
+
+def w9(m):
+    n = m["w9_entities"]
+    log(f"W9 setup: {n:,} entities")
+    started = time.time()
+    rows = int(psql("-v", f"entities={n}", "-f", os.path.join(SQL_DIR, "w9_data.sql")).split()[-1])
+    log(f"  {rows:,} history rows in {time.time() - started:.0f} s")
+    keys = "'" + psql(sql="SELECT keys::text FROM bench.w9_keys").strip() + "'::bigint[]"
+    nkeys = int(psql(sql="SELECT cardinality(keys) FROM bench.w9_keys"))
+    window = f"timestamptz '{W9_SINCE}', timestamptz '{W9_UNTIL}'"
+    functions = {
+        "state_stats": (f"SELECT * FROM fsm.state_stats('bench.w9_fsm', {window})",
+                        w9_state_stats_sql, m["w9_stats_calls"],
+                        f"fsm.state_stats over {rows:,} history rows ({n:,} entities), one-week window"),
+        "time_in_state": (f"SELECT * FROM fsm.time_in_state('bench.w9_fsm', {keys}, {window})",
+                          lambda form: w9_time_in_state_sql(form, keys), m["w9_keys_calls"],
+                          f"fsm.time_in_state of {nkeys:,} keys over {rows:,} history rows, one-week window"),
+    }
+    forms = {"hand-written (last row before + window)": "carried",
+             "hand-written (every row before until)": "full"}
+    # fsm keeps its plans: 5 untimed calls first, so the timed ones run the
+    # plan the plan cache settles on (after 5 custom plans it may switch to
+    # a generic one). The hand-written queries are planned at each call.
+    warm = {"fsm": 5, "hand-written": 1}
+    tables = []
+    for name, (fsm_sql, hand, calls, title) in functions.items():
+        sqls = {f"fsm.{name}": fsm_sql, **{label: hand(form) for label, form in forms.items()}}
+        notes = []
+        for label in forms:
+            diff = w9_difference(fsm_sql, sqls[label])
+            same = all(count == 0 for count, _ in diff.values())
+            log(f"W9 {name}: fsm and {label}: {'same rows' if same else diff}")
+            if same:
+                notes.append(f"Checked once, untimed: fsm.{name} and {label} return the same rows "
+                             f"(EXCEPT ALL both ways: none).")
+            else:
+                notes.append(f"**fsm.{name} and {label} DIFFER**: " + "; ".join(
+                    f"{count} rows {side}" + (f", e.g. {', '.join(sample)}" if sample else "")
+                    for side, (count, sample) in diff.items()))
+        result_rows = int(psql(sql=f"SELECT count(*) FROM ({fsm_sql}) r"))
+        first = {v: [] for v in sqls}
+
+        def run(v):
+            k = warm["fsm" if v.startswith("fsm.") else "hand-written"]
+            # r::text reads every column: with a bare count(*) the planner
+            # removes the hand-written query's LEFT JOINs to per_state and
+            # next (unique on state, no column used) and computes nothing.
+            times = timed_calls_ms(f"SELECT count(*) FROM ({sqls[v]}) r WHERE r::text IS NOT NULL",
+                                   k + calls, before=("SELECT fsm.uuid7()",))
+            first[v].append(times[0])
+            return statistics.median(times[k:])
+
+        log(f"W9 {name}")
+        values = interleaved(list(sqls), m["rounds"], run)
+        tables.append(dict(
+            id="W9", where=name, title=f"W9 {title} ({result_rows:,} result rows)",
+            unit="ms", higher_is_better=False, values=values, baseline=next(iter(forms)),
+            columns={"first call in a session, ms": first},
+            notes=notes + [
+                f"Window [{W9_SINCE}, {W9_UNTIL}) inside history from 2026-03-02 to about 2026-03-29; "
+                f"each statement wrapped in `SELECT count(*) FROM (…) r WHERE r::text IS NOT NULL`, "
+                f"which reads every column (a bare count(*) lets the planner drop the hand-written "
+                f"query's LEFT JOINs and compute nothing).",
+                f"Figure: median of {calls} timed calls per round in one session, after "
+                f"{warm['fsm']} untimed calls for fsm (its kept plan settles: the plan cache may switch to a "
+                f"generic plan after 5 custom ones) and {warm['hand-written']} for the hand-written queries "
+                f"(planned at each call). `first call` is the session's first, with fsm's plan preparation.",
+                "Hand-written (last row before + window): each entity's last row before since (DISTINCT ON, "
+                "or LATERAL … ORDER BY id DESC LIMIT 1 per key) UNION ALL the window's rows, lag() to drop "
+                "self-transitions, lead() for each stay's end and next state. Hand-written (every row before "
+                "until): the same window functions over every row before until, keeping the stays that end "
+                "at or after since or are still held."],
+            targets=[(f"fsm.{name}", label, 1.0, f"≤ 1.0× {label}") for label in forms]))
+    psql(sql="SELECT bench.drop_variants('w9')")
+    return tables
+
+
+WORKLOADS = {"w1": w1, "w1s": w1s, "w2": w2, "w3": w3, "w4": w4_w5, "w6": w6, "w7": w7, "w8": w8, "w9": w9}
 
 
 def measure(args):
@@ -446,6 +718,8 @@ def summary(parts):
                 where += f" ({t['title'].split(': ', 1)[1]})"
             elif t["id"] == "W6":
                 where += f" (PostgreSQL {p['settings']['server_version'].split()[0]})"
+            elif t.get("where"):
+                where += f" ({t['where']})"
             for _, what, shown, text, met in target_rows(t):
                 lines.append(f"| {where} | {what} | {shown} | {text} | {'met' if met else '**missed**'} |")
     return lines + [""]
@@ -482,7 +756,7 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("measure")
     m.add_argument("--mode", choices=MODES, default="short")
-    m.add_argument("--workloads", default="w1,w1s,w2,w3,w4,w6,w7",
+    m.add_argument("--workloads", default="w1,w1s,w2,w3,w4,w6,w7,w8,w9",
                    help="comma-separated; w4 also runs W5 (same data)")
     m.add_argument("--pg18", action="store_true", help="W6 against PostgreSQL 18's uuidv7()")
     m.add_argument("--out", required=True)

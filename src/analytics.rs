@@ -76,7 +76,7 @@ unsafe fn time_in_state(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::D
         let Some((converted, visible)) = keys_to_read(b, keys, keys_type, rls)? else {
             return Ok(None);
         };
-        let plan = b.plans.get(Statement::TimeInState { keys_type }, || {
+        let plan = b.plans.get_custom(Statement::TimeInState { keys_type }, || {
             let rows = format!(
                 "SELECT k.ord, c.id, c.to_state FROM k CROSS JOIN LATERAL ( \
                    SELECT h.id, h.to_state FROM {history} h \
@@ -160,7 +160,7 @@ unsafe fn state_stats(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Dat
         } else {
             None
         };
-        let plan = b.plans.get(Statement::StateStats { visible: rls }, || {
+        let plan = b.plans.get_custom(Statement::StateStats { visible: rls }, || {
             let only_visible = if rls {
                 format!(" AND h.entity_key {} ANY ($4)", b.key.equality_sql)
             } else {

@@ -44,11 +44,30 @@ impl KeptPlan {
     /// Prepares `sql` with argument types `types`. Must be called inside
     /// [`connected`].
     pub fn prepare(sql: &str, types: &[pg_sys::Oid]) -> KeptPlan {
+        KeptPlan::prepare_with(sql, types, 0)
+    }
+
+    /// As [`KeptPlan::prepare`], with the plan cache told to plan every
+    /// execution for its arguments (`CURSOR_OPT_CUSTOM_PLAN`): for the
+    /// analytics queries, where a generic plan cannot see whether a window
+    /// bound is NULL and reads far more history than the call needs, and
+    /// planning costs little beside the work.
+    pub fn prepare_custom(sql: &str, types: &[pg_sys::Oid]) -> KeptPlan {
+        KeptPlan::prepare_with(sql, types, pg_sys::CURSOR_OPT_CUSTOM_PLAN as i32)
+    }
+
+    fn prepare_with(sql: &str, types: &[pg_sys::Oid], cursor_options: i32) -> KeptPlan {
         let query = CString::new(sql).expect("SQL without NUL bytes");
         let mut types = types.to_vec();
         // SAFETY: query and types outlive the call; SPI copies what it keeps.
-        let plan =
-            unsafe { pg_sys::SPI_prepare(query.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+        let plan = unsafe {
+            pg_sys::SPI_prepare_cursor(
+                query.as_ptr(),
+                types.len() as i32,
+                types.as_mut_ptr(),
+                cursor_options,
+            )
+        };
         let plan =
             NonNull::new(plan).unwrap_or_else(|| pgrx::error!("fsm: SPI_prepare failed for {sql}"));
         // SAFETY: a freshly prepared, unsaved plan.
@@ -242,11 +261,29 @@ impl<K: Hash + Eq> PlanCache<K> {
     /// out by `Rc` so a nested use (a guard firing on the same table) never
     /// finds the cache borrowed.
     pub fn get(&self, key: K, build: impl FnOnce() -> (String, Vec<pg_sys::Oid>)) -> Rc<KeptPlan> {
+        self.get_with(key, KeptPlan::prepare, build)
+    }
+
+    /// As [`PlanCache::get`], prepared by [`KeptPlan::prepare_custom`].
+    pub fn get_custom(
+        &self,
+        key: K,
+        build: impl FnOnce() -> (String, Vec<pg_sys::Oid>),
+    ) -> Rc<KeptPlan> {
+        self.get_with(key, KeptPlan::prepare_custom, build)
+    }
+
+    fn get_with(
+        &self,
+        key: K,
+        prepare: fn(&str, &[pg_sys::Oid]) -> KeptPlan,
+        build: impl FnOnce() -> (String, Vec<pg_sys::Oid>),
+    ) -> Rc<KeptPlan> {
         if let Some(plan) = self.0.borrow().get(&key) {
             return plan.clone();
         }
         let (sql, types) = build();
-        let plan = Rc::new(KeptPlan::prepare(&sql, &types));
+        let plan = Rc::new(prepare(&sql, &types));
         self.0.borrow_mut().insert(key, plan.clone());
         plan
     }
