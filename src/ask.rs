@@ -19,7 +19,7 @@ use crate::json::Jsonb;
 use crate::key::Key;
 use crate::machine::EventId;
 use crate::spi_plan::{connected, Row};
-use crate::transition::{requirement_refusal, Payload};
+use crate::transition::{first_passing, Payload};
 
 v1_function!(fsm_can_fire, pg_finfo_fsm_can_fire, can_fire);
 v1_function!(
@@ -96,11 +96,14 @@ unsafe fn available_events(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys
         let (state, row) = current_row(b, key)?;
         let machine = &b.machine;
         let from = machine.state_id(&state);
-        let mut events: Vec<EventId> = (0..machine.events.len() as EventId).collect();
+        // One row per event name: its first branch stands for it.
+        let mut events: Vec<EventId> = (0..machine.events.len() as EventId)
+            .filter(|&e| machine.is_first_branch(e))
+            .collect();
         events.sort_by(|&a, &b| machine.event(a).name.cmp(&machine.event(b).name));
         for event_id in events {
             let to_states: Vec<String> = from
-                .map(|s| machine.targets(s, event_id))
+                .map(|s| machine.targets_by_name(s, event_id))
                 .unwrap_or_default()
                 .iter()
                 .map(|&t| machine.state(t).name.clone())
@@ -145,7 +148,9 @@ fn current_row(b: &Binding, key: Key) -> FsmResult<(String, Row)> {
 
 /// Why `event` cannot be fired from `state` on `row` now, or `None` when
 /// it can: not from this state first, then the first requirement that
-/// refuses (see `transition::requirement_refusal`).
+/// refuses; for an event with branches, the first branch from this
+/// state whose requirements pass, or the first one's refusal (see
+/// `transition::first_passing`).
 fn why_not(
     b: &Binding,
     event: EventId,
@@ -162,13 +167,16 @@ fn why_not(
             b.machine_name
         )));
     };
-    if machine.targets(from, event).is_empty() {
+    let branches = machine.branches_from(event, from);
+    if branches.is_empty() {
         return Ok(Some(format!(
             "event \"{}\" is not allowed from state \"{}\"",
             machine.event(event).name,
             clip(state)
         )));
     }
-    let refusal = requirement_refusal(b, event, payload, check_payload, || whole_row(b, row))?;
-    Ok(refusal.map(|r| r.describe(b, event).1))
+    let taken = first_passing(b, &branches, payload, check_payload, || whole_row(b, row))?;
+    Ok(taken
+        .err()
+        .map(|(branch, refusal)| refusal.describe(b, branch).1))
 }

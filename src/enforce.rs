@@ -301,10 +301,9 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
             if b.protect {
                 protected()
             }
-            let event = event_of_update(&subject, from, to).unwrap_or_else(|e| e.raise());
-            check_requirements(&subject, event, None, || new.composite(b))
-                .unwrap_or_else(|e| e.raise());
-            event
+            let branches = event_of_update(&subject, from, to).unwrap_or_else(|e| e.raise());
+            check_requirements(&subject, &branches, None, || new.composite(b))
+                .unwrap_or_else(|e| e.raise())
         }
     };
     record(b, key, Some((event, from)), to, fired.as_ref(), || {

@@ -139,8 +139,11 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
     {
         return Ok(moved);
     }
-    let needs_row =
-        event_id.is_some_and(|e| b.runtime(e).guard.is_some() || b.runtime(e).action.is_some());
+    let needs_row = event_id.is_some_and(|e| {
+        machine
+            .branches(e)
+            .any(|branch| b.runtime(branch).guard.is_some() || b.runtime(branch).action.is_some())
+    });
     let lock = if needs_row {
         FireStatement::LockRow
     } else {
@@ -207,9 +210,8 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
             ),
         ));
     };
-    let target = choose_target(&subject, from, event_id, r)?;
     let whole_row = || whole_row(b, &row);
-    check_requirements(&subject, event_id, r.payload, whole_row)?;
+    let (event_id, target) = choose_branch(&subject, from, event_id, r, whole_row)?;
 
     let target_name = machine.state(target).name.clone();
     let on_error = machine.event(event_id).on_error;
@@ -435,6 +437,44 @@ pub fn whole_row(b: &Binding, row: &Row) -> pg_sys::Datum {
     }
 }
 
+/// The branch of `event`'s name that the fire takes from `from`, and where
+/// it leads: among the branches that may fire from there and reach the
+/// caller's `to` (if given), the first whose requirements pass. A plain
+/// event is one branch. The errors are those of the first branch: not
+/// allowed from this state, `to` missing or not a target, its refusal.
+fn choose_branch(
+    subject: &Subject,
+    from: StateId,
+    event: EventId,
+    r: &Request,
+    row: impl Fn() -> pg_sys::Datum,
+) -> FsmResult<(EventId, StateId)> {
+    let machine = &subject.binding.machine;
+    let mut choices: Vec<(EventId, StateId)> = Vec::new();
+    let mut first_error = None;
+    for branch in machine.branches_from(event, from) {
+        match choose_target(subject, from, branch, r) {
+            Ok(target) => choices.push((branch, target)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if choices.is_empty() {
+        return Err(match first_error {
+            Some(e) => e,
+            None => choose_target(subject, from, event, r)
+                .expect_err("an event that cannot fire from here has no target"),
+        });
+    }
+    let branches: Vec<EventId> = choices.iter().map(|&(branch, _)| branch).collect();
+    let taken = check_requirements(subject, &branches, r.payload, row)?;
+    Ok(choices
+        .into_iter()
+        .find(|&(branch, _)| branch == taken)
+        .expect("the branch taken is one of the choices"))
+}
+
 /// Where `event` leads from `from`: its one target, or the `to` the caller
 /// chose among several.
 fn choose_target(
@@ -509,7 +549,8 @@ fn try_one_statement(
 ) -> FsmResult<Option<String>> {
     let machine = &b.machine;
     let runtime = b.runtime(event);
-    if runtime.guard.is_some() || runtime.action.is_some() {
+    // Branches are chosen by the row's state: that needs the row.
+    if runtime.guard.is_some() || runtime.action.is_some() || machine.branches(event).len() > 1 {
         return Ok(None);
     }
     let target = match (machine.event(event).targets.as_slice(), r.to) {
@@ -525,7 +566,7 @@ fn try_one_statement(
         key,
         state: "",
     };
-    if check_requirements(&anywhere, event, r.payload, || pg_sys::Datum::from(0)).is_err() {
+    if check_requirements(&anywhere, &[event], r.payload, || pg_sys::Datum::from(0)).is_err() {
         return Ok(None);
     }
     // Sources other than the target: a self-transition changes no column,

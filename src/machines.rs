@@ -224,7 +224,7 @@ fn write(
     let mut events = Vec::new();
     let mut froms = Vec::new();
     let mut tos = Vec::new();
-    for tr in m.transitions() {
+    for tr in m.declared_transitions() {
         events.push(m.event(tr.event).name.as_str());
         froms.push(m.state(tr.from).name.as_str());
         tos.push(m.state(tr.to).name.as_str());

@@ -139,20 +139,42 @@ pub fn requirement_refusal(
     Ok(None)
 }
 
-/// Roles, payload schema and guard of `event`, in that order, as errors
-/// that name the subject (see [`requirement_refusal`]).
+/// The branch a move takes: the first of `branches` (branches of one
+/// event, each able to make the move, in declaration order) whose roles,
+/// payload schema and guard all pass; when none does, the first one's
+/// refusal. A plain event is a list of one. `branches` is never empty.
+pub fn first_passing(
+    b: &Binding,
+    branches: &[EventId],
+    payload: Option<Jsonb>,
+    check_payload: Payload,
+    row: impl Fn() -> pg_sys::Datum,
+) -> FsmResult<Result<EventId, (EventId, Refusal)>> {
+    let mut first_refusal = None;
+    for &branch in branches {
+        match requirement_refusal(b, branch, payload, check_payload, &row)? {
+            None => return Ok(Ok(branch)),
+            Some(refusal) => {
+                first_refusal.get_or_insert((branch, refusal));
+            }
+        }
+    }
+    Ok(Err(first_refusal.expect("a move has at least one branch")))
+}
+
+/// [`first_passing`], with a refusal as the error that names the subject.
 pub fn check_requirements(
     subject: &Subject,
-    event: EventId,
+    branches: &[EventId],
     payload: Option<Jsonb>,
-    row: impl FnOnce() -> pg_sys::Datum,
-) -> FsmResult<()> {
-    match requirement_refusal(subject.binding, event, payload, Payload::Check, row)? {
-        None => Ok(()),
-        Some(refusal) => {
-            let b = subject.binding;
-            let (kind, what) = refusal.describe(b, event);
-            Err(subject.refuse(kind, what).located(b.fields(Some(event))))
+    row: impl Fn() -> pg_sys::Datum,
+) -> FsmResult<EventId> {
+    let b = subject.binding;
+    match first_passing(b, branches, payload, Payload::Check, row)? {
+        Ok(branch) => Ok(branch),
+        Err((branch, refusal)) => {
+            let (kind, what) = refusal.describe(b, branch);
+            Err(subject.refuse(kind, what).located(b.fields(Some(branch))))
         }
     }
 }
@@ -237,41 +259,51 @@ pub fn forget_unfinished_actions() {
 }
 
 /// The event a plain UPDATE performs: the one declared from `from` to
-/// `to`, or, where several are, the one `fsm.event` names.
-pub fn event_of_update(subject: &Subject, from: StateId, to: StateId) -> FsmResult<EventId> {
+/// `to`, or, where several are, the one `fsm.event` names. Its branches
+/// that make this move, in order (see [`check_requirements`]).
+pub fn event_of_update(subject: &Subject, from: StateId, to: StateId) -> FsmResult<Vec<EventId>> {
     let machine = &subject.binding.machine;
     let to_name = &machine.state(to).name;
-    match machine.events_between(from, to) {
+    let between = machine.events_between(from, to);
+    let branches_named = |name: &str| -> Vec<EventId> {
+        between
+            .iter()
+            .copied()
+            .filter(|&e| machine.event(e).name == name)
+            .collect()
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for &e in between {
+        let name = machine.event(e).name.as_str();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    match names.as_slice() {
         [] => Err(subject.refuse(
             ErrorKind::NotAllowed,
             format!("no event leads to \"{to_name}\""),
         )),
-        [one] => Ok(*one),
-        several => {
-            let names: Vec<&str> = several
-                .iter()
-                .map(|&e| machine.event(e).name.as_str())
-                .collect();
-            several
-                .iter()
-                .copied()
-                .find(|&e| settings::equals(&settings::EVENT, &machine.event(e).name))
-                .ok_or_else(|| {
-                    FsmError::new(
-                        ErrorKind::NotAllowed,
-                        format!(
-                            "several events lead to \"{to_name}\": {} {}",
-                            names.join(", "),
-                            subject.at()
-                        ),
-                    )
-                    .hint(format!(
-                        "SET LOCAL fsm.event to one of: {}.",
-                        names.join(", ")
-                    ))
-                    .located(subject.binding.fields(None))
-                })
-        }
+        [one] => Ok(branches_named(one)),
+        several => several
+            .iter()
+            .find(|&&name| settings::equals(&settings::EVENT, name))
+            .map(|&name| branches_named(name))
+            .ok_or_else(|| {
+                FsmError::new(
+                    ErrorKind::NotAllowed,
+                    format!(
+                        "several events lead to \"{to_name}\": {} {}",
+                        several.join(", "),
+                        subject.at()
+                    ),
+                )
+                .hint(format!(
+                    "SET LOCAL fsm.event to one of: {}.",
+                    several.join(", ")
+                ))
+                .located(subject.binding.fields(None))
+            }),
     }
 }
 

@@ -5,6 +5,7 @@
 //! lookups, never by walking the JSON.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use serde_json::Value;
 
@@ -97,7 +98,13 @@ pub struct Machine {
     pub events: Vec<Event>,
     pub initial: StateId,
     state_ids: HashMap<String, StateId>,
+    /// Each name's first branch.
     event_ids: HashMap<String, EventId>,
+    /// `branches[event]`: the ids of every branch of `event`'s name. An
+    /// event declared as a list of branches is compiled as one `Event` per
+    /// branch, with consecutive ids and the same name; a plain event is a
+    /// list of one.
+    branches: Vec<Range<EventId>>,
     /// Expanded transitions, sorted by (event, from, to).
     transitions: Vec<Transition>,
     /// `targets[from * events.len() + event]`: where `event` may lead from `from`.
@@ -120,11 +127,19 @@ impl Machine {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), i as StateId))
             .collect();
-        let event_ids = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i as EventId))
-            .collect();
+        let mut event_ids: HashMap<String, EventId> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            event_ids.entry(e.name.clone()).or_insert(i as EventId);
+        }
+        let mut branches = Vec::with_capacity(events.len());
+        let mut start = 0;
+        for i in 0..events.len() {
+            if i + 1 == events.len() || events[i + 1].name != events[start].name {
+                let range = start as EventId..(i + 1) as EventId;
+                branches.extend(std::iter::repeat_n(range, i + 1 - start));
+                start = i + 1;
+            }
+        }
         let mut targets = vec![Vec::new(); states.len() * events.len()];
         let mut events_between: HashMap<(StateId, StateId), Vec<EventId>> = HashMap::new();
         for t in &transitions {
@@ -140,6 +155,7 @@ impl Machine {
             initial,
             state_ids,
             event_ids,
+            branches,
             transitions,
             targets,
             events_between,
@@ -185,6 +201,64 @@ impl Machine {
         out
     }
 
+    /// The transitions as a reader sees them: one per (event name, from,
+    /// to), however many branches declare it, each under the name's first
+    /// branch. The views and diagrams show these.
+    pub fn declared_transitions(&self) -> Vec<Transition> {
+        self.by_name(self.transitions.clone())
+    }
+
+    /// [`Machine::error_transitions`], one per (event name, from, to).
+    pub fn declared_error_transitions(&self) -> Vec<Transition> {
+        self.by_name(self.error_transitions())
+    }
+
+    fn by_name(&self, transitions: Vec<Transition>) -> Vec<Transition> {
+        let mut out: Vec<Transition> = transitions
+            .into_iter()
+            .map(|t| Transition {
+                event: self.branches(t.event).start,
+                ..t
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every branch of `event`'s name, in declaration order (a plain
+    /// event: itself).
+    pub fn branches(&self, event: EventId) -> Range<EventId> {
+        self.branches[event as usize].clone()
+    }
+
+    /// Whether `event` is its name's first branch: one per name, for
+    /// listing events.
+    pub fn is_first_branch(&self, event: EventId) -> bool {
+        self.branches(event).start == event
+    }
+
+    /// The branches of `event`'s name that may fire from `from`, in order.
+    pub fn branches_from(&self, event: EventId, from: StateId) -> Vec<EventId> {
+        self.branches(event)
+            .filter(|&b| !self.targets(from, b).is_empty())
+            .collect()
+    }
+
+    /// Where any branch of `event`'s name may lead from `from`, each state
+    /// once, in branch order.
+    pub fn targets_by_name(&self, from: StateId, event: EventId) -> Vec<StateId> {
+        let mut out: Vec<StateId> = Vec::new();
+        for b in self.branches(event) {
+            for &t in self.targets(from, b) {
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
     /// The states `event` may lead to from `from`; empty when not allowed.
     pub fn targets(&self, from: StateId, event: EventId) -> &[StateId] {
         &self.targets[from as usize * self.events.len() + event as usize]
@@ -201,7 +275,8 @@ impl Machine {
             .collect()
     }
 
-    /// The events declared from `from` to `to`, in declaration order.
+    /// The events (branches) declared from `from` to `to`, in declaration
+    /// order.
     pub fn events_between(&self, from: StateId, to: StateId) -> &[EventId] {
         self.events_between
             .get(&(from, to))
@@ -209,14 +284,15 @@ impl Machine {
             .unwrap_or(&[])
     }
 
-    /// Names of the events that may fire from `from`, sorted: the HINT of
-    /// every refusal.
+    /// Names of the events that may fire from `from`, sorted, each once:
+    /// the HINT of every refusal.
     pub fn events_from(&self, from: StateId) -> Vec<&str> {
         let mut names: Vec<&str> = (0..self.events.len())
             .filter(|&e| !self.targets(from, e as EventId).is_empty())
             .map(|e| self.events[e].name.as_str())
             .collect();
         names.sort_unstable();
+        names.dedup();
         names
     }
 }

@@ -11,7 +11,25 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Definition {
     pub states: Vec<(String, StateDef)>,
-    pub events: Vec<(String, EventDef)>,
+    pub events: Vec<(String, EventDecl)>,
+}
+
+/// An event as declared: one body, or a list of branches tried in order
+/// (the first whose `from` holds and whose requirements pass is taken).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventDecl {
+    One(Box<EventDef>),
+    Branches(Vec<EventDef>),
+}
+
+impl EventDecl {
+    /// The bodies in declaration order: a plain event is one branch.
+    pub fn branches(&self) -> &[EventDef] {
+        match self {
+            EventDecl::One(e) => std::slice::from_ref(e.as_ref()),
+            EventDecl::Branches(list) => list,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -101,7 +119,7 @@ impl Definition {
             None => Vec::new(),
             Some(_) => section(top, "events")?
                 .iter()
-                .map(|(name, body)| parse_entry(name, body, "event"))
+                .map(|(name, body)| parse_event(name, body))
                 .collect::<Result<_, _>>()?,
         };
         Ok(Definition { states, events })
@@ -123,24 +141,49 @@ impl Definition {
         let events: Map<String, Value> = self
             .events
             .iter()
-            .map(|(n, e)| {
-                let mut e = e.clone();
-                if let OneOrMany::One(s) = &e.from {
-                    if s != "*" && s != "+" {
-                        e.from = OneOrMany::Many(vec![s.clone()]);
-                    }
-                }
-                if let OneOrMany::One(s) = &e.to {
-                    e.to = OneOrMany::Many(vec![s.clone()]);
-                }
-                (
-                    n.clone(),
-                    serde_json::to_value(e).expect("event serializes"),
-                )
+            .map(|(n, decl)| {
+                let body = match decl {
+                    EventDecl::One(e) => normalized(e),
+                    EventDecl::Branches(list) => list.iter().map(normalized).collect(),
+                };
+                (n.clone(), body)
             })
             .collect();
         serde_json::json!({ "states": states, "events": events })
     }
+}
+
+/// One event body with `from` and `to` as lists (the `"*"`/`"+"`
+/// wildcards kept as declared), defaults left out.
+fn normalized(e: &EventDef) -> Value {
+    let mut e = e.clone();
+    if let OneOrMany::One(s) = &e.from {
+        if s != "*" && s != "+" {
+            e.from = OneOrMany::Many(vec![s.clone()]);
+        }
+    }
+    if let OneOrMany::One(s) = &e.to {
+        e.to = OneOrMany::Many(vec![s.clone()]);
+    }
+    serde_json::to_value(e).expect("event serializes")
+}
+
+/// An event's body: an object, or a list of branch objects (errors name
+/// the branch, counted from 1).
+fn parse_event(name: &str, body: &Value) -> Result<(String, EventDecl), FormatError> {
+    let Value::Array(list) = body else {
+        return parse_entry(name, body, "event").map(|(n, e)| (n, EventDecl::One(Box::new(e))));
+    };
+    let branches = list
+        .iter()
+        .enumerate()
+        .map(|(i, branch)| {
+            parse_entry(name, branch, "event")
+                .map(|(_, e)| e)
+                .map_err(|e| FormatError(format!("{} (branch {})", e.0, i + 1)))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((name.to_string(), EventDecl::Branches(branches)))
 }
 
 fn section<'a>(

@@ -40,7 +40,7 @@ pub fn to_dot(name: &str, m: &Machine) -> String {
         "  \"[*]\" -> {};\n",
         dot_quote(&m.state(m.initial).name)
     ));
-    for t in m.transitions() {
+    for t in m.declared_transitions() {
         out.push_str(&format!(
             "  {} -> {} [label={}];\n",
             dot_quote(&m.state(t.from).name),
@@ -48,7 +48,7 @@ pub fn to_dot(name: &str, m: &Machine) -> String {
             dot_quote(&m.event(t.event).name)
         ));
     }
-    for t in m.error_transitions() {
+    for t in m.declared_error_transitions() {
         out.push_str(&format!(
             "  {} -> {} [label={}, style=dotted];\n",
             dot_quote(&m.state(t.from).name),
@@ -89,7 +89,7 @@ pub fn to_mermaid(m: &Machine) -> String {
         }
     }
     out.push_str(&format!("    [*] --> {}\n", id(m.initial as usize)));
-    for t in m.transitions() {
+    for t in m.declared_transitions() {
         out.push_str(&format!(
             "    {} --> {} : {}\n",
             id(t.from as usize),
@@ -97,7 +97,7 @@ pub fn to_mermaid(m: &Machine) -> String {
             mermaid_text(&m.event(t.event).name)
         ));
     }
-    for t in m.error_transitions() {
+    for t in m.declared_error_transitions() {
         out.push_str(&format!(
             "    {} --> {} : {} (on error)\n",
             id(t.from as usize),

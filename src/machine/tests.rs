@@ -349,7 +349,7 @@ mod limits {
     fn more_than_max_events() {
         assert_eq!(
             reject(&with_events(MAX_EVENTS + 1)),
-            "a machine may have at most 1000 events, this one has 1001"
+            "a machine may have at most 1000 events (branches counted one by one), this one has 1001"
         );
         let (m, _) = accept(with_events(MAX_EVENTS));
         assert_eq!(m.events.len(), MAX_EVENTS);
@@ -1220,4 +1220,198 @@ fn mermaid_labels_on_error_edges() {
     done --> [*]
 "
     );
+}
+
+// ---------------------------------------------------------------------------
+// Events as lists of branches
+// ---------------------------------------------------------------------------
+
+mod branches {
+    use super::*;
+    use crate::machine::EventId;
+
+    /// `submit` from draft goes to review; from review it needs a guard to
+    /// go to approved, else (second branch from review) back to draft.
+    fn review_flow() -> Value {
+        json!({
+            "states": {"draft": {"initial": true}, "review": {}, "approved": {"final": true}},
+            "events": {
+                "submit": [
+                    {"from": "draft", "to": "review"},
+                    {"from": "review", "to": "approved", "guard": "docs.complete"},
+                    {"from": "review", "to": "draft", "roles": ["editor"]}
+                ],
+                "withdraw": {"from": "review", "to": "draft"}
+            }
+        })
+    }
+
+    fn names(m: &Machine, ids: impl IntoIterator<Item = EventId>) -> Vec<String> {
+        ids.into_iter()
+            .map(|e| format!("{}#{}", m.event(e).name, e))
+            .collect()
+    }
+
+    #[test]
+    fn each_branch_compiles_to_an_event_of_the_same_name() {
+        let (m, warnings) = accept(review_flow());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            names(&m, 0..m.events.len() as EventId),
+            ["submit#0", "submit#1", "submit#2", "withdraw#3"]
+        );
+        assert_eq!(m.event_id("submit"), Some(0));
+        assert_eq!(m.event_id("withdraw"), Some(3));
+        for e in 0..3 {
+            assert_eq!(m.branches(e), 0..3);
+        }
+        assert_eq!(m.branches(3), 3..4);
+        assert!(m.is_first_branch(0) && !m.is_first_branch(1) && !m.is_first_branch(2));
+        assert_eq!(m.event(1).guard.as_deref(), Some("docs.complete"));
+        assert_eq!(m.event(2).roles, ["editor"]);
+    }
+
+    #[test]
+    fn branches_from_a_state_in_declaration_order() {
+        let (m, _) = accept(review_flow());
+        let s = |n: &str| m.state_id(n).unwrap();
+        assert_eq!(m.branches_from(0, s("draft")), [0]);
+        assert_eq!(m.branches_from(2, s("review")), [1, 2]);
+        assert_eq!(m.branches_from(0, s("approved")), Vec::<EventId>::new());
+        assert_eq!(
+            m.targets_by_name(s("review"), 0),
+            [s("approved"), s("draft")]
+        );
+        assert_eq!(m.events_between(s("review"), s("draft")), [2, 3]);
+        // Each name once in the hint of a refusal.
+        assert_eq!(m.events_from(s("review")), ["submit", "withdraw"]);
+    }
+
+    #[test]
+    fn declared_transitions_are_one_per_name_from_and_to() {
+        let (m, _) = accept(json!({
+            "states": {"a": {"initial": true}, "b": {}},
+            "events": {"go": [
+                {"from": "a", "to": "b", "guard": "g.one"},
+                {"from": "a", "to": "b", "guard": "g.two"},
+                {"from": "b", "to": "a"}
+            ]}
+        }));
+        let shown: Vec<(u16, &str, &str)> = m
+            .declared_transitions()
+            .iter()
+            .map(|t| {
+                (
+                    t.event,
+                    m.state(t.from).name.as_str(),
+                    m.state(t.to).name.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(shown, [(0, "a", "b"), (0, "b", "a")]);
+        assert_eq!(m.transitions().len(), 3);
+        assert_eq!(
+            to_mermaid(&m),
+            "stateDiagram-v2\n    [*] --> a\n    a --> b : go\n    b --> a : go\n"
+        );
+    }
+
+    #[test]
+    fn normalized_form_keeps_the_list() {
+        let (def, _) = compile_json(&review_flow()).unwrap();
+        let normalized = def.to_json();
+        assert_eq!(
+            normalized["events"]["submit"],
+            json!([
+                {"from": ["draft"], "to": ["review"]},
+                {"from": ["review"], "to": ["approved"], "guard": "docs.complete"},
+                {"from": ["review"], "to": ["draft"], "roles": ["editor"]}
+            ])
+        );
+        assert_eq!(
+            normalized["events"]["withdraw"],
+            json!({"from": ["review"], "to": ["draft"]})
+        );
+        let reread = Definition::from_json(&normalized).unwrap();
+        assert_eq!(reread.to_json(), normalized);
+    }
+
+    #[test]
+    fn a_single_branch_list_is_kept_as_a_list() {
+        let v = json!({"states": {"a": {"initial": true}}, "events": {"e": [{"from": "a", "to": "a"}]}});
+        let (def, compiled) = compile_json(&v).unwrap();
+        assert_eq!(
+            def.to_json()["events"]["e"],
+            json!([{"from": ["a"], "to": ["a"]}])
+        );
+        assert_eq!(compiled.machine.branches(0), 0..1);
+    }
+
+    #[test]
+    fn errors_name_the_branch() {
+        let with = |submit: Value| {
+            json!({"states": {"draft": {"initial": true}, "done": {"final": true}},
+                   "events": {"submit": submit}})
+        };
+        assert_eq!(
+            reject(&with(
+                json!([{"from": "draft", "to": "done"}, {"from": "draft", "to": "nowhere"}])
+            )),
+            "event \"submit\": target state \"nowhere\" does not exist (branch 2)"
+        );
+        assert_eq!(
+            reject(&with(json!([{"from": "draft", "to": "done", "gaurd": "x.y"}]))),
+            "event \"submit\": unknown field \"gaurd\", expected one of \"from\", \"to\", \"guard\", \"roles\", \"payload\", \"action\", \"on_error\", \"meta\" (branch 1)"
+        );
+        assert_eq!(
+            reject(&with(json!([{"from": "draft", "to": "done"}, "draft"]))),
+            "event \"submit\": invalid type: string \"draft\", expected struct EventDef (branch 2)"
+        );
+        assert_eq!(
+            reject(&with(json!([]))),
+            "event \"submit\": a list of branches must hold at least one"
+        );
+        assert_eq!(
+            reject(&with(json!([{"from": "done", "to": "draft"}]))),
+            "event \"submit\": state \"done\" is final and cannot have outgoing events (branch 1)"
+        );
+    }
+
+    #[test]
+    fn branches_count_toward_the_event_limit() {
+        let many: Vec<Value> = (0..=MAX_EVENTS)
+            .map(|_| json!({"from": "a", "to": "a"}))
+            .collect();
+        let v = json!({"states": {"a": {"initial": true}}, "events": {"e": many}});
+        assert_eq!(
+            reject(&v),
+            "a machine may have at most 1000 events (branches counted one by one), this one has 1001"
+        );
+    }
+
+    #[test]
+    fn a_timeout_event_may_have_branches_with_one_target_each() {
+        let with = |expire: Value| {
+            json!({"states": {"wait": {"initial": true, "timeout": {"after": "1 hour", "event": "expire"}},
+                              "late": {"final": true}, "lost": {"final": true}, "other": {}},
+                   "events": {"expire": expire, "back": {"from": "other", "to": "wait"}}})
+        };
+        let (m, _) = accept(with(json!([
+            {"from": "other", "to": "wait"},
+            {"from": "wait", "to": "late", "guard": "t.is_late"},
+            {"from": "wait", "to": "lost"}
+        ])));
+        let wait = m.state_id("wait").unwrap();
+        let timeout = m.state(wait).timeout.as_ref().unwrap();
+        assert_eq!(m.event(timeout.event).name, "expire");
+        assert!(m.is_first_branch(timeout.event));
+        assert_eq!(
+            reject(&with(json!([{"from": "wait", "to": "late"}, {"from": "wait", "to": ["late", "lost"]}]))),
+            "state \"wait\": timeout event \"expire\" has several targets from \"wait\"; a timer needs one"
+        );
+        assert_eq!(
+            reject(&with(json!([{"from": "other", "to": "wait"}]))),
+            "state \"wait\": timeout event \"expire\" cannot fire from \"wait\""
+        );
+    }
 }

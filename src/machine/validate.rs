@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::compiled::{Event, Machine, PayloadSchema, State, StateId, StateTimeout, Transition};
-use super::definition::{Definition, EventDef, OneOrMany};
+use super::definition::{Definition, EventDecl, EventDef, OneOrMany};
 
 /// Upper bounds that keep a hostile definition from costing memory or time.
 pub const MAX_STATES: usize = 1000;
@@ -55,10 +55,11 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
             def.states.len()
         ));
     }
-    if def.events.len() > MAX_EVENTS {
+    // Each branch is compiled as an event of its own.
+    let branch_count: usize = def.events.iter().map(|(_, d)| d.branches().len()).sum();
+    if branch_count > MAX_EVENTS {
         return err(format!(
-            "a machine may have at most {MAX_EVENTS} events, this one has {}",
-            def.events.len()
+            "a machine may have at most {MAX_EVENTS} events (branches counted one by one), this one has {branch_count}"
         ));
     }
     for (name, _) in &def.states {
@@ -69,8 +70,13 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
             ));
         }
     }
-    for (name, _) in &def.events {
+    for (name, decl) in &def.events {
         check_name("event", name)?;
+        if matches!(decl, EventDecl::Branches(list) if list.is_empty()) {
+            return err(format!(
+                "event \"{name}\": a list of branches must hold at least one"
+            ));
+        }
     }
 
     let initials: Vec<&str> = def
@@ -103,52 +109,56 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
         .collect();
     let state_id = |name: &str| states_position(&def.states, name);
 
-    let mut events = Vec::with_capacity(def.events.len());
+    let mut events = Vec::with_capacity(branch_count);
     let mut transitions = Vec::new();
-    for (event_index, (name, e)) in def.events.iter().enumerate() {
-        crate::machine::check_interrupts();
-        let targets = resolve_targets(name, e, &state_id)?;
-        let pairs = expand_sources(name, e, &targets, &states, &state_id)?;
-        if transitions.len() + pairs.len() > MAX_TRANSITIONS {
-            return err(format!(
-                "event \"{name}\" brings the expanded transitions to {}, more than the {MAX_TRANSITIONS} a machine may have",
-                transitions.len() + pairs.len()
-            ));
-        }
-        for (from, to) in pairs {
-            transitions.push(Transition {
+    // Each name's first branch, for the timeouts below.
+    let mut first_branch = std::collections::HashMap::new();
+    for (name, decl) in &def.events {
+        first_branch.insert(name.as_str(), events.len());
+        let listed = matches!(decl, EventDecl::Branches(_));
+        for (branch, e) in decl.branches().iter().enumerate() {
+            crate::machine::check_interrupts();
+            let event_index = events.len();
+            let compiled = compile_branch(name, e, &states, &state_id, transitions.len());
+            let (event, pairs) = compiled.map_err(|e| match listed {
+                true => DefinitionError(format!("{} (branch {})", e.0, branch + 1)),
+                false => e,
+            })?;
+            transitions.extend(pairs.into_iter().map(|(from, to)| Transition {
                 event: event_index as u16,
                 from,
                 to,
-            });
+            }));
+            events.push(event);
         }
-        events.push(compile_event(name, e, targets, &state_id)?);
     }
 
     for (index, (name, s)) in def.states.iter().enumerate() {
         if let Some(timeout) = &s.timeout {
-            let event = def
-                .events
-                .iter()
-                .position(|(n, _)| *n == timeout.event)
-                .ok_or_else(|| {
-                    DefinitionError(format!(
-                        "state \"{name}\": timeout event \"{}\" does not exist",
-                        timeout.event
-                    ))
-                })?;
-            let leads = transitions
-                .iter()
-                .filter(|t| t.event as usize == event && t.from as usize == index)
-                .count();
-            if leads == 0 {
+            let event = *first_branch.get(timeout.event.as_str()).ok_or_else(|| {
+                DefinitionError(format!(
+                    "state \"{name}\": timeout event \"{}\" does not exist",
+                    timeout.event
+                ))
+            })?;
+            let branches = event..event + def_branches(def, &timeout.event);
+            let leads: Vec<usize> = branches
+                .map(|b| {
+                    transitions
+                        .iter()
+                        .filter(|t| t.event as usize == b && t.from as usize == index)
+                        .count()
+                })
+                .filter(|&n| n > 0)
+                .collect();
+            if leads.is_empty() {
                 return err(format!(
                     "state \"{name}\": timeout event \"{}\" cannot fire from \"{name}\"",
                     timeout.event
                 ));
             }
             // A timer fires with no caller to choose among several targets.
-            if leads > 1 {
+            if leads.iter().any(|&n| n > 1) {
                 return err(format!(
                     "state \"{name}\": timeout event \"{}\" has several targets from \"{name}\"; a timer needs one",
                     timeout.event
@@ -170,6 +180,35 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
     let machine = Machine::new(states, events, initial, transitions);
     let warnings = warnings(&machine);
     Ok(Compiled { machine, warnings })
+}
+
+/// One branch of an event (a plain event is one): its compiled form and
+/// its (source, target) pairs. `so_far` is how many transitions the
+/// branches before it expanded to.
+fn compile_branch(
+    name: &str,
+    e: &EventDef,
+    states: &[State],
+    state_id: &impl Fn(&str) -> Option<StateId>,
+    so_far: usize,
+) -> Result<(Event, Vec<(StateId, StateId)>), DefinitionError> {
+    let targets = resolve_targets(name, e, state_id)?;
+    let pairs = expand_sources(name, e, &targets, states, state_id)?;
+    if so_far + pairs.len() > MAX_TRANSITIONS {
+        return err(format!(
+            "event \"{name}\" brings the expanded transitions to {}, more than the {MAX_TRANSITIONS} a machine may have",
+            so_far + pairs.len()
+        ));
+    }
+    Ok((compile_event(name, e, targets, state_id)?, pairs))
+}
+
+/// How many branches the event `name` declares.
+fn def_branches(def: &Definition, name: &str) -> usize {
+    def.events
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, d)| d.branches().len())
 }
 
 fn states_position(
