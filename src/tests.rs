@@ -680,6 +680,66 @@ mod tests {
     }
 
     #[pg_test]
+    fn branches_take_the_first_that_passes() {
+        // A parcel's timer: lost if uninsured, else claimed. Each branch of
+        // the timeout event has one target; the guard picks.
+        Spi::run(
+            r#"CREATE TABLE parcels (id int PRIMARY KEY, state text, insured boolean NOT NULL);
+               CREATE FUNCTION is_insured(p parcels, payload jsonb) RETURNS boolean
+                   LANGUAGE sql AS $$ SELECT p.insured $$;
+               SELECT fsm.create_machine('parcel', '{"states": {
+                   "sent": {"initial": true, "timeout": {"after": "3 days", "event": "expire"}},
+                   "claimed": {"final": true}, "lost": {"final": true}, "delivered": {"final": true}},
+                 "events": {
+                   "expire": [{"from": "sent", "to": "claimed", "guard": "is_insured"},
+                              {"from": "sent", "to": "lost"}],
+                   "deliver": {"from": "sent", "to": "delivered"}}}');
+               SELECT fsm.attach('parcels', 'state', 'parcel');
+               SET LOCAL session_replication_role = replica;
+               INSERT INTO parcels VALUES (1, 'sent', true), (2, 'sent', false);
+               RESET session_replication_role;
+               INSERT INTO parcels_state_history (id, entity_key, to_state)
+                    VALUES (fsm.uuid7(now() - interval '4 days'), 1, 'sent'),
+                           (fsm.uuid7(now() - interval '5 days'), 2, 'sent');
+               INSERT INTO parcels VALUES (3, NULL, true), (4, NULL, false);"#,
+        )
+        .unwrap();
+        assert_eq!(one::<i32>("SELECT fsm.tick()"), Some(2));
+        // fire and a plain UPDATE choose by the same rule.
+        assert_eq!(
+            one::<String>("SELECT fsm.fire('parcels', 3, 'expire')"),
+            Some("claimed".into())
+        );
+        let (code, message) = error_of("UPDATE parcels SET state = 'claimed' WHERE id = 4");
+        assert_eq!(code, ERRCODE_CHECK_VIOLATION);
+        assert_eq!(
+            message,
+            "guard public.is_insured refused event \"expire\" (table parcels, key 4, state \"sent\")"
+        );
+        Spi::run("UPDATE parcels SET state = 'lost' WHERE id = 4").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(h.entity_key || ':' || h.event || ':' || h.to_state, ',' ORDER BY h.entity_key)
+                   FROM parcels_state_history h WHERE h.event IS NOT NULL"
+            ),
+            Some("1:expire:claimed,2:expire:lost,3:expire:claimed,4:expire:lost".into())
+        );
+        // One row per (event, from, to) in the view, one name in the hint.
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(event || ':' || from_state || '>' || to_state, ',' ORDER BY event, to_state)
+                   FROM fsm.transitions WHERE machine = 'parcel'"
+            ),
+            Some("deliver:sent>delivered,expire:sent>claimed,expire:sent>lost".into())
+        );
+        let (code, _) = error_of(
+            r#"SELECT fsm.create_machine('parcel_broken', '{"states": {"a": {"initial": true}},
+                 "events": {"e": [{"from": "a", "to": "a"}, {"from": "a", "to": "nowhere"}]}}')"#,
+        );
+        assert_eq!(code, ERRCODE_INVALID_OBJECT_DEFINITION);
+    }
+
+    #[pg_test]
     fn enum_and_integer_state_columns() {
         Spi::run(
             r#"CREATE TYPE lamp_state AS ENUM ('off', 'on', 'spare');
