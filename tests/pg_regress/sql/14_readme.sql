@@ -92,6 +92,21 @@ SELECT fsm.create_machine('charging', '{
 SELECT fsm.to_dot('charging');
 SELECT fsm.to_mermaid('charging');
 
+-- "The definition": events as lists of branches.
+CREATE TABLE tickets (id int PRIMARY KEY, vip boolean NOT NULL, state text);
+CREATE FUNCTION is_vip(t tickets, payload jsonb) RETURNS boolean
+    LANGUAGE sql AS $$ SELECT t.vip $$;
+SELECT fsm.create_machine('ticket', '{
+  "states": {"open": {"initial": true}, "escalated": {}, "closed": {"final": true}},
+  "events": {"resolve": [{"from": "open", "to": "escalated", "guard": "public.is_vip"},
+                         {"from": ["open", "escalated"], "to": "closed"}]}}');
+SELECT fsm.attach('tickets', 'state', 'ticket');
+INSERT INTO tickets VALUES (1, true), (2, false);
+SELECT fsm.fire('tickets', 1, 'resolve');   -- 'escalated': the guard passed
+SELECT fsm.fire('tickets', 2, 'resolve');   -- 'closed': the second branch
+SELECT fsm.fire('tickets', 1, 'resolve');   -- 'closed'
+SELECT event, from_state, to_state FROM tickets_state_history ORDER BY entity_key, id;
+
 -- "State columns": an enum and a smallint.
 CREATE TYPE lamp_state AS ENUM ('off', 'on');
 SELECT fsm.create_machine('lamp', '{"states": {"off": {"initial": true}, "on": {}},
