@@ -3,14 +3,17 @@
 # report to benches/results/: `bash benches/run.sh` (short mode, a couple of
 # minutes, for checking a change) or `bash benches/run.sh --full` (the
 # results file). W6 is repeated on PostgreSQL 18 when benches/pg18.sh can
-# provide one (FSM_BENCH_PG18=0 skips it).
+# provide one (FSM_BENCH_PG18=0 skips it). FSM_BENCH_PG_CONFIG names
+# another PostgreSQL 15 install to build for and run on (say a copy, so a
+# long run is not disturbed by test builds installed into the system one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=short
 [ "${1:-}" = "--full" ] && mode=full
 
 bash scripts/setup.sh
-cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >&2
+pg_config=${FSM_BENCH_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+cargo pgrx install --release --pg-config "$pg_config" >&2
 parts=$(mktemp -d /tmp/fsm-bench.XXXXXX)
 trap 'rm -rf "$parts"' EXIT
 
@@ -19,6 +22,8 @@ trap 'rm -rf "$parts"' EXIT
 # no JIT, whose compile time would swamp the read workloads.
 export FSM_PG_OPTS="-c fsync=on -c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=1h -c jit=off"
 (
+  FSM_PGBIN=$("$pg_config" --bindir)
+  export FSM_PGBIN
   source scripts/throwaway-pg.sh
   python3 benches/runner.py measure --mode "$mode" --out "$parts/1-pg15.json"
 )
