@@ -302,7 +302,7 @@ fn on_update(b: &Rc<Binding>, old: Row, new: Row) {
                 protected()
             }
             let branches = event_of_update(&subject, from, to).unwrap_or_else(|e| e.raise());
-            check_requirements(&subject, &branches, None, || new.composite(b))
+            check_requirements(&subject, branches, None, || new.composite(b))
                 .unwrap_or_else(|e| e.raise())
         }
     };

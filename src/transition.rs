@@ -260,51 +260,58 @@ pub fn forget_unfinished_actions() {
 
 /// The event a plain UPDATE performs: the one declared from `from` to
 /// `to`, or, where several are, the one `fsm.event` names. Its branches
-/// that make this move, in order (see [`check_requirements`]).
-pub fn event_of_update(subject: &Subject, from: StateId, to: StateId) -> FsmResult<Vec<EventId>> {
+/// that make this move, in order (see [`check_requirements`]). Runs per
+/// row: the branches of one event are consecutive in `events_between`, so
+/// events are told apart by their first branch's id, and the answer is a
+/// slice of it.
+pub fn event_of_update<'m>(
+    subject: &Subject<'m>,
+    from: StateId,
+    to: StateId,
+) -> FsmResult<&'m [EventId]> {
     let machine = &subject.binding.machine;
-    let to_name = &machine.state(to).name;
     let between = machine.events_between(from, to);
-    let branches_named = |name: &str| -> Vec<EventId> {
-        between
-            .iter()
-            .copied()
-            .filter(|&e| machine.event(e).name == name)
-            .collect()
-    };
-    let mut names: Vec<&str> = Vec::new();
-    for &e in between {
-        let name = machine.event(e).name.as_str();
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    match names.as_slice() {
+    let event_of = |e: EventId| machine.branches(e).start;
+    match between {
         [] => Err(subject.refuse(
             ErrorKind::NotAllowed,
-            format!("no event leads to \"{to_name}\""),
+            format!("no event leads to \"{}\"", machine.state(to).name),
         )),
-        [one] => Ok(branches_named(one)),
-        several => several
-            .iter()
-            .find(|&&name| settings::equals(&settings::EVENT, name))
-            .map(|&name| branches_named(name))
-            .ok_or_else(|| {
-                FsmError::new(
-                    ErrorKind::NotAllowed,
-                    format!(
-                        "several events lead to \"{to_name}\": {} {}",
-                        several.join(", "),
-                        subject.at()
-                    ),
-                )
-                .hint(format!(
-                    "SET LOCAL fsm.event to one of: {}.",
-                    several.join(", ")
-                ))
-                .located(subject.binding.fields(None))
-            }),
+        [first, .., last] if event_of(*first) != event_of(*last) => {
+            let named = between
+                .chunk_by(|&a, &b| event_of(a) == event_of(b))
+                .find(|branches| {
+                    settings::equals(&settings::EVENT, &machine.event(branches[0]).name)
+                });
+            named.ok_or_else(|| several_events(subject, between, to))
+        }
+        one_event => Ok(one_event),
     }
+}
+
+/// 55000 when several events lead where a plain UPDATE goes and
+/// `fsm.event` names none of them.
+fn several_events(subject: &Subject, between: &[EventId], to: StateId) -> FsmError {
+    let machine = &subject.binding.machine;
+    let mut names: Vec<&str> = between
+        .iter()
+        .map(|&e| machine.event(e).name.as_str())
+        .collect();
+    names.dedup();
+    FsmError::new(
+        ErrorKind::NotAllowed,
+        format!(
+            "several events lead to \"{}\": {} {}",
+            machine.state(to).name,
+            names.join(", "),
+            subject.at()
+        ),
+    )
+    .hint(format!(
+        "SET LOCAL fsm.event to one of: {}.",
+        names.join(", ")
+    ))
+    .located(subject.binding.fields(None))
 }
 
 /// What `fsm.fire` tells the trigger about the UPDATE it is about to run:
