@@ -114,6 +114,28 @@ CREATE FUNCTION fsm.fire(tbl regclass, key anyelement, event text,
 RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_fire';
 COMMENT ON FUNCTION fsm.fire(regclass, anyelement, text, jsonb, text, text, name, text)
     IS 'fsm: fires an event on one entity; returns its new state';
+
+-- Text overloads: a key written as an untyped literal ('42') or bound as
+-- an untyped parameter (as several drivers bind strings) cannot resolve
+-- anyelement. These take it as text and convert it to the table's key
+-- type exactly (22P02 when it does not read back the same), as the
+-- anyelement forms convert any other type. Same C functions.
+CREATE FUNCTION fsm.fire(tbl regclass, key text, event text,
+                         payload jsonb DEFAULT NULL, expect text DEFAULT NULL, "to" text DEFAULT NULL,
+                         col name DEFAULT NULL, idempotency_key text DEFAULT NULL)
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_fire';
+COMMENT ON FUNCTION fsm.fire(regclass, text, text, jsonb, text, text, name, text)
+    IS 'fsm: fires an event on one entity (key as text); returns its new state';
+CREATE FUNCTION fsm.can_fire(tbl regclass, key text, event text,
+                             payload jsonb DEFAULT NULL, col name DEFAULT NULL)
+RETURNS boolean LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_can_fire';
+COMMENT ON FUNCTION fsm.can_fire(regclass, text, text, jsonb, name)
+    IS 'fsm: whether fire would move the entity now (key as text)';
+CREATE FUNCTION fsm.available_events(tbl regclass, key text, col name DEFAULT NULL)
+RETURNS TABLE (event text, to_states text[], allowed boolean, reason text)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fsm_available_events';
+COMMENT ON FUNCTION fsm.available_events(regclass, text, name)
+    IS 'fsm: every event of the machine, whether it is allowed now, and why not (key as text)';
 DO $upgrade$
 DECLARE
     b record;

@@ -74,6 +74,12 @@ pub struct KeyType {
     pub equality_sql: String,
     /// Round-trip casts, by the caller's type and whether it is an array.
     conversions: PlanCache<(pg_sys::Oid, bool)>,
+    /// Whether text read by the type's input function is the key it says,
+    /// with nothing rounded, cut or padded: no modifier (numeric(5,2)
+    /// rounds, varchar(5) cuts) and not a string type (char(n) pads).
+    /// Then a text key needs no round trip: '042' is the bigint 42, and an
+    /// upper-case uuid is that uuid.
+    text_parses_exactly: bool,
 }
 
 impl KeyType {
@@ -102,7 +108,12 @@ impl KeyType {
         .ok()
         .flatten()
         .ok_or_else(no_equality)?;
+        let mut category: std::ffi::c_char = 0;
+        let mut preferred = false;
+        // SAFETY: a syscache lookup of an existing type.
+        unsafe { pg_sys::get_type_category_preferred(type_oid, &mut category, &mut preferred) };
         Ok(KeyType {
+            text_parses_exactly: typmod < 0 && category as u8 != b'S',
             storage: TypeStorage::of(type_oid),
             sql: sql::qualified_type(type_oid, typmod),
             collation,
@@ -132,7 +143,8 @@ impl KeyType {
 
     /// `value`, a datum of type `from` (an array of such when `array`),
     /// as the key type (an array of it), exactly; refused with 22P02 when
-    /// the round trip does not give `value` back, and with PostgreSQL's
+    /// the round trip does not give `value` back (text the key type parses
+    /// exactly needs none, see `text_parses_exactly`), and with PostgreSQL's
     /// own error when no cast exists. Must be called inside SPI; the
     /// result is copied out of it.
     pub fn convert(
@@ -171,6 +183,7 @@ impl KeyType {
         let converted = row.typed(1, target_oid)?;
         let back = row.typed(2, from)?;
         let exact = match (converted, back) {
+            (Some(_), _) if from == pg_sys::TEXTOID && !array && self.text_parses_exactly => true,
             (Some(_), Some(back)) => {
                 // SAFETY: the type's own equality on two datums of type `from`.
                 unsafe {
