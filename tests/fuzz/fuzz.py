@@ -362,7 +362,7 @@ class Gen:
         r = self.r
         st = d.setdefault("states", {}) if isinstance(d.get("states"), dict) else None
         ev = d.setdefault("events", {}) if isinstance(d.get("events"), dict) else None
-        op = r.randrange(27)
+        op = r.randrange(28)
         if op == 0:
             d["states"] = self.c([], "x", None, 1, ["created"], {"created": None}, {"created": []})
         elif op == 1:
@@ -478,6 +478,15 @@ class Gen:
             d.clear()
             d.update({"states": {"1": {"initial": True}, "2": {}, "3": {"final": True}},
                       "events": {"up": {"from": "1", "to": "2"}, "done": {"from": "2", "to": "3"}}})
+        elif op == 26 and ev:
+            # Events as lists of branches, well and badly formed.
+            name = r.choice(list(ev))
+            e = ev[name]
+            ev[name] = self.c([e, {"from": "paid", "to": "cancelled", "guard": "fsm_no_such.guard"}],
+                              [e, {"from": "*", "to": "created"}], [e, e], [], [e, "x"], [[e]],
+                              [e] * 1001, [e, {"from": "created", "to": "nosuch"}],
+                              [e, {"from": "created", "to": "paid", "on_error": "cancelled"}],
+                              [{"from": "created", "to": "paid", "roles": ["fsm_fuzz_nobody"]}, e])
         else:
             if ev is not None and st:
                 ev[r.choice(list(st))] = {"from": "created", "to": "paid"}
