@@ -77,6 +77,11 @@ pub enum Statement {
     TimerLock,
     /// Whether a timer is still due, read after the lock.
     TimerDue,
+    /// The due timers of one state, as arrays of keys and row versions.
+    TimerBatchDue,
+    /// Locks (SKIP LOCKED) and moves the rows of `TimerBatchDue` still at
+    /// those versions.
+    TimerBatchMove,
     /// Whether the caller can see the row of a key (row level security).
     KeyVisible,
     /// The positions of the keys of an array whose rows the caller can

@@ -16,6 +16,18 @@
 //! caller), each in its own subtransaction: a timer that fails (a guard
 //! says no, an action raises) is reported with a WARNING and stays due,
 //! and the others fire.
+//!
+//! Most timers need nothing of their row: a state whose timeout event
+//! takes, from it, a branch with no guard and no action (and whose roles
+//! and payload schema pass for the caller) makes the same move for every
+//! entity. A `tick` without a limit fires those in one statement per
+//! state, through the trigger as a plain UPDATE is (one history INSERT):
+//! the due entities are read with their row versions (ctid), then only
+//! rows still at those versions are locked (SKIP LOCKED) and moved, so an
+//! entity that changed since, or that another ticker holds, is left for
+//! the next tick. When that statement fails (a trigger or constraint of
+//! the table refuses one row), it is rolled back and the state's timers
+//! are fired one by one as above, each refusal its own WARNING.
 
 use std::rc::Rc;
 
@@ -28,9 +40,11 @@ use crate::binding::{Binding, Statement};
 use crate::cache;
 use crate::error::{clip, clip_to, ErrorKind, FsmError, FsmResult};
 use crate::key::Key;
+use crate::machine::StateId;
 use crate::read::{all_visible_keys, materialize_each, row_security_applies, Query};
 use crate::spi_plan::{connected, KeptPlan};
 use crate::sql::{as_user, ident, Restrict};
+use crate::transition::{requirement_refusal, Payload};
 
 v1_function!(fsm_tick, pg_finfo_fsm_tick, tick);
 v1_function!(
@@ -183,6 +197,17 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
             if left == Some(0) {
                 break;
             }
+            // Without a limit, the states whose timers all make one move
+            // fire in one statement each (see the module's comment).
+            let mut batched = Vec::new();
+            if limit.is_none() {
+                for (state, target) in batch_moves(&b) {
+                    if let Some(moved) = fire_batch(&b, state, target, now)? {
+                        fired += moved;
+                        batched.push(b.machine.state(state).name.as_str());
+                    }
+                }
+            }
             let plan = candidates(&b, true, false);
             let due: Vec<(Key, String, String)> =
                 as_user(b.history_owner, Restrict::Restricted, || {
@@ -203,6 +228,10 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
                         .collect::<FsmResult<Vec<_>>>()
                 })?;
             for (key, state, event) in due {
+                // Left by its batch: changed since, or held by another ticker.
+                if batched.contains(&state.as_str()) {
+                    continue;
+                }
                 if fire_one(&b, key, &state, &event, now) {
                     fired += 1;
                 }
@@ -213,6 +242,127 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     Ok(pg_sys::Datum::from(
         i32::try_from(fired).unwrap_or(i32::MAX),
     ))
+}
+
+/// The timed states whose due timers can fire in one statement, with the
+/// state each moves to: the first branch of the timeout event from the
+/// state has no guard and no action, and its roles and payload schema
+/// (no payload) pass for the caller, so it is taken for every entity; it
+/// leaves the state (a self-transition changes no column, so no trigger
+/// would record it); and every event declared between the two states is
+/// this one, so the trigger takes the same branch. Not on a protected
+/// column, which only `fire` may change.
+fn batch_moves(b: &Binding) -> Vec<(StateId, StateId)> {
+    let machine = &b.machine;
+    if b.protect {
+        return Vec::new();
+    }
+    (0..machine.states.len() as StateId)
+        .filter_map(|state| {
+            let timeout = machine.state(state).timeout.as_ref()?;
+            let branch = *machine.branches_from(timeout.event, state).first()?;
+            let runtime = b.runtime(branch);
+            if runtime.guard.is_some() || runtime.action.is_some() {
+                return None;
+            }
+            let &[target] = machine.targets(state, branch) else {
+                return None;
+            };
+            let event = machine.branches(branch).start;
+            let same_event = machine
+                .events_between(state, target)
+                .iter()
+                .all(|&e| machine.branches(e).start == event);
+            let passes = matches!(
+                requirement_refusal(b, branch, None, Payload::Check, || pg_sys::Datum::from(0)),
+                Ok(None)
+            );
+            (target != state && same_event && passes).then_some((state, target))
+        })
+        .collect()
+}
+
+/// Fires the due timers of `state` in one statement (see the module's
+/// comment): how many moved, or `None` when the statement failed and was
+/// rolled back, so its timers are to fire one by one.
+fn fire_batch(
+    b: &Binding,
+    state: StateId,
+    target: StateId,
+    now: pg_sys::Datum,
+) -> FsmResult<Option<i64>> {
+    let machine = &b.machine;
+    let (state_name, target_name) = (
+        machine.state(state).name.as_str(),
+        machine.state(target).name.as_str(),
+    );
+    let after = match &machine.state(state).timeout {
+        Some(t) => t.after.as_str(),
+        None => return Ok(Some(0)),
+    };
+    let (key, col, eq) = (ident(&b.key_column), ident(&b.column), &b.key.equality_sql);
+    let due = b.plans.get(Statement::TimerBatchDue, || {
+        (
+            format!(
+                "SELECT pg_catalog.array_agg(t.{key}), pg_catalog.array_agg(t.ctid) FROM {table} t \
+                   CROSS JOIN LATERAL (SELECT h.id FROM {history} h \
+                                        WHERE h.entity_key {eq} t.{key} \
+                                          AND h.from_state IS DISTINCT FROM h.to_state \
+                                        ORDER BY h.id DESC LIMIT 1) h \
+                  WHERE t.{col}::pg_catalog.text OPERATOR(pg_catalog.=) $1 \
+                    AND fsm.uuid7_time(h.id) OPERATOR(pg_catalog.+) $2::pg_catalog.interval \
+                        OPERATOR(pg_catalog.<=) $3",
+                table = b.table_sql,
+                history = b.history_table,
+            ),
+            vec![pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID],
+        )
+    });
+    let found = as_user(b.history_owner, Restrict::Restricted, || -> FsmResult<_> {
+        let args = [state_name.into_datum(), after.into_datum(), Some(now)];
+        match due.read_latest(&args).next() {
+            Some(row) => Ok((
+                row.typed(1, b.key.storage.array_type)?,
+                row.typed(2, pg_sys::TIDARRAYOID)?,
+            )),
+            None => Ok((None, None)),
+        }
+    })?;
+    let (Some(keys), Some(versions)) = found else {
+        return Ok(Some(0));
+    };
+    let moves = b.plans.get(Statement::TimerBatchMove, || {
+        (
+            format!(
+                "WITH locked AS ( \
+                   SELECT t.{key} AS key FROM {table} t \
+                     JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(key, version) \
+                       ON t.{key} {eq} d.key AND t.ctid OPERATOR(pg_catalog.=) d.version \
+                    WHERE t.{col}::pg_catalog.text OPERATOR(pg_catalog.=) $3 \
+                      FOR NO KEY UPDATE OF t SKIP LOCKED) \
+                 UPDATE {table} t SET {col} = {assigned} FROM locked WHERE t.{key} {eq} locked.key",
+                table = b.table_sql,
+                assigned = b.state_column.assigned_sql("$4"),
+            ),
+            vec![
+                b.key.storage.array_type,
+                pg_sys::TIDARRAYOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+            ],
+        )
+    });
+    let args = [
+        Some(keys),
+        Some(versions),
+        state_name.into_datum(),
+        target_name.into_datum(),
+    ];
+    match crate::savepoint::attempt(|| moves.execute(&args, false)) {
+        Ok(moved) => Ok(Some(moved as i64)),
+        Err(CaughtError::PostgresError(_) | CaughtError::ErrorReport(_)) => Ok(None),
+        Err(panic) => panic.rethrow(),
+    }
 }
 
 /// Fires one due timer in a subtransaction; whether it fired. Another

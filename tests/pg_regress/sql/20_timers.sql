@@ -87,3 +87,30 @@ REVOKE ALL ON post.parcels FROM post_ticker;
 REVOKE ALL ON SCHEMA post FROM post_ticker;
 DROP ROLE post_ticker;
 DROP ROLE post_clerk;
+
+-- Timers that need nothing of their row (no guard, no action) fire in one
+-- statement per state, through the trigger. When that statement fails (a
+-- constraint of the table refuses one row), nothing of it remains and the
+-- state's timers fire one by one: the refused one is a WARNING and stays
+-- due, the others fire.
+CREATE TABLE post.packets (id int PRIMARY KEY, status text, fragile boolean NOT NULL DEFAULT false,
+                           CHECK (NOT (fragile AND status = 'returned')));
+SELECT fsm.create_machine('letter_packet', '{
+  "states": {"waiting": {"initial": true, "timeout": {"after": "100 milliseconds", "event": "return"}},
+             "returned": {"final": true}},
+  "events": {"return": {"from": "waiting", "to": "returned"}}}');
+SELECT fsm.attach('post.packets', 'status', 'letter_packet') IS NOT NULL AS attached;
+INSERT INTO post.packets (id, fragile) SELECT g, g = 2 FROM generate_series(1, 4) g;
+SELECT pg_sleep(0.15);
+SELECT fsm.tick();
+SELECT id, status FROM post.packets ORDER BY id;
+SELECT entity_key, event, from_state, to_state FROM post.packets_status_history
+ WHERE event IS NOT NULL ORDER BY entity_key;
+-- (08_search_path planted a public "=" for regclass in this database.)
+SELECT entity_key, state, event FROM fsm.timers WHERE tbl OPERATOR(pg_catalog.=) 'post.packets'::regclass;
+-- Packet 2 is refused at every tick, and the others still fire.
+INSERT INTO post.packets (id) SELECT g FROM generate_series(5, 8) g;
+SELECT pg_sleep(0.15);
+SELECT fsm.tick();
+SELECT count(*) AS returned FROM post.packets WHERE status = 'returned';
+SELECT count(*) AS history_rows FROM post.packets_status_history WHERE event = 'return';
