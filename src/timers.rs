@@ -208,6 +208,17 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
                     }
                 }
             }
+            // Every timed state went in a batch: what a batch left (changed
+            // since, held by another ticker) is for the next tick.
+            let timed = b
+                .machine
+                .states
+                .iter()
+                .filter(|s| s.timeout.is_some())
+                .count();
+            if batched.len() == timed {
+                continue;
+            }
             let plan = candidates(&b, true, false);
             let due: Vec<(Key, String, String)> =
                 as_user(b.history_owner, Restrict::Restricted, || {
