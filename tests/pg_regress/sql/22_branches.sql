@@ -114,6 +114,24 @@ UPDATE press.articles SET status = 'review' WHERE id = 5;
 SELECT * FROM fsm.available_events('press.articles', 5);
 SELECT fsm.can_fire('press.articles', 5, 'submit') AS submit_from_review;
 
+-- A branch's payload schema is one of its requirements: a payload that
+-- fails it passes the branch by. "file" with a reference goes to the
+-- archive, without one to review; a refusal of both is the first's.
+SELECT fsm.create_machine('article_note', '{
+  "states": {"draft": {"initial": true}, "review": {}, "archived": {"final": true}},
+  "events": {"file": [
+    {"from": "draft", "to": "archived", "payload": {"type": "object", "required": ["reference"]}},
+    {"from": "draft", "to": "review", "payload": {"type": "object"}}],
+   "reopen": {"from": "review", "to": "draft"}}}');
+CREATE TABLE press.notes (id int PRIMARY KEY, state text);
+SELECT fsm.attach('press.notes', 'state', 'article_note') IS NOT NULL AS attached;
+INSERT INTO press.notes (id) VALUES (1), (2), (3);
+SELECT fsm.fire('press.notes', 1, 'file', '{"reference": "A-7"}') AS with_reference;
+SELECT fsm.fire('press.notes', 2, 'file', '{}') AS without_reference;
+SELECT press.outcome($$SELECT fsm.fire('press.notes', 3, 'file', '"not an object"')$$) AS neither;
+SELECT entity_key, event, to_state, payload FROM press.notes_state_history
+ WHERE event IS NOT NULL ORDER BY entity_key;
+
 -- Definitions that break a rule name the branch, and nothing is stored.
 SELECT press.outcome($$SELECT fsm.create_machine('broken_article', '{
   "states": {"a": {"initial": true}, "b": {}},
