@@ -66,6 +66,6 @@ RESET session_replication_role;
 -- 1,000 distinct keys for time_in_state, in a fixed random order.
 CREATE TABLE bench.w9_keys (keys bigint[] NOT NULL);
 INSERT INTO bench.w9_keys
-SELECT ARRAY(SELECT e FROM generate_series(1, :entities) e ORDER BY hashint8(e * 7919) LIMIT 1000);
+SELECT ARRAY(SELECT e FROM generate_series(1, :entities) e ORDER BY hashint8(e::bigint * 7919) LIMIT 1000);
 VACUUM ANALYZE bench.w9_fsm, bench.w9_fsm_status_history, bench.w9_keys;
 SELECT count(*) AS history_rows FROM bench.w9_fsm_status_history;
