@@ -14,6 +14,7 @@ use crate::machine::{EventId, Machine, StateId};
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
 use crate::sql::{as_user, Restrict};
+use crate::history_insert;
 use crate::uuid7;
 
 /// One transition to record. `event` and `from` are `None` for the row
@@ -49,6 +50,33 @@ pub fn append(b: &Binding, e: &Entry) -> pgrx::Uuid {
 }
 
 fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
+    let values = || -> history_insert::Values {
+        [
+            id.into_datum(),
+            Some(e.key.datum()),
+            e.event.into_datum(),
+            e.from.into_datum(),
+            e.to.into_datum(),
+            e.payload.map(Jsonb::datum),
+            actor_datum(),
+            Some(current_user_datum()),
+            b.machine_version.into_datum(),
+            e.idempotency_key,
+        ]
+    };
+    if !history_insert::insert(b, values) {
+        insert_through_spi(b, values);
+    }
+    if let Some(channel) = &b.notify {
+        connected(|| notify(b, channel, e, &id));
+    }
+}
+
+/// The one-row INSERT, for a history table `history_insert` cannot write
+/// (one its owner partitioned, extended or guarded): the executor applies
+/// whatever the table has. The values are made as the caller, the row is
+/// written as the history table's owner.
+fn insert_through_spi(b: &Binding, values: impl FnOnce() -> history_insert::Values) {
     connected(|| {
         let plan = b.insert_history.get_or_init(|| {
             KeptPlan::prepare(
@@ -72,24 +100,10 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
                 ],
             )
         });
-        let args = [
-            id.into_datum(),
-            Some(e.key.datum()),
-            e.event.into_datum(),
-            e.from.into_datum(),
-            e.to.into_datum(),
-            e.payload.map(Jsonb::datum),
-            actor_datum(),
-            Some(current_user_datum()),
-            b.machine_version.into_datum(),
-            e.idempotency_key,
-        ];
+        let args = values();
         as_user(b.history_owner, Restrict::Restricted, || {
             plan.execute(&args, false)
         });
-        if let Some(channel) = &b.notify {
-            notify(b, channel, e, &id);
-        }
     });
 }
 

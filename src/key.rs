@@ -64,6 +64,8 @@ impl Key {
 /// The key column's type, with what comparing and converting need.
 pub struct KeyType {
     pub storage: TypeStorage,
+    /// The key column's type modifier (-1 for none).
+    pub typmod: i32,
     /// Schema-qualified, with its modifier: safe after `::` in SQL.
     pub sql: String,
     pub collation: pg_sys::Oid,
@@ -115,6 +117,7 @@ impl KeyType {
         Ok(KeyType {
             text_parses_exactly: typmod < 0 && category as u8 != b'S',
             storage: TypeStorage::of(type_oid),
+            typmod,
             sql: sql::qualified_type(type_oid, typmod),
             collation,
             equality: equality_of(type_oid).ok_or_else(no_equality)?,
@@ -153,14 +156,19 @@ impl KeyType {
         from: pg_sys::Oid,
         array: bool,
     ) -> FsmResult<pg_sys::Datum> {
-        let (target_oid, target_sql) = if array {
-            (self.storage.array_type, format!("{}[]", self.sql))
+        let target_oid = if array {
+            self.storage.array_type
         } else {
-            (self.oid(), self.sql.clone())
+            self.oid()
         };
         if from == target_oid {
             return Ok(value);
         }
+        let target_sql = if array {
+            format!("{}[]", self.sql)
+        } else {
+            self.sql.clone()
+        };
         let equality = equality_of(from).ok_or_else(|| {
             FsmError::new(
                 ErrorKind::CannotCoerce,

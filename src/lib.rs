@@ -26,6 +26,7 @@ mod enforce;
 mod error;
 mod fire;
 mod history;
+mod history_insert;
 mod json;
 mod key;
 pub mod machine;

@@ -1,0 +1,235 @@
+//! One history row written into its table without the executor: the
+//! heap insert, the table's constraints and its index entries, as
+//! PostgreSQL's logical replication applies a row (`execReplication.c`).
+//!
+//! Why: a transition made by a one-row statement appends one history row,
+//! and running an INSERT through SPI for it (plan cache check, executor
+//! start and end, a query descriptor, a snapshot) costs more than the
+//! writes themselves (W1s in BENCH.md).
+//!
+//! Only while the history table is still what `attach` made can the row go
+//! in this way and mean exactly what the INSERT means: a plain table (not
+//! partitioned), with our ten columns in order and of our types, no INSERT
+//! trigger (foreign keys and deferrable constraints are triggers too), no
+//! rule, no row level security, and INSERT granted to its owner. Anything
+//! else (a history table its owner partitioned, extended or guarded)
+//! makes [`insert`] return `false`, and the caller runs the INSERT, which
+//! applies all of it. CHECK and NOT NULL constraints, unique and exclusion
+//! indexes, partial and expression indexes are applied here as the
+//! executor applies them.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+
+use crate::binding::Binding;
+use crate::sql::{as_user, Restrict};
+
+/// The history table's columns as `attach` creates them; `None` stands for
+/// the key type.
+const COLUMNS: [(&CStr, Option<pg_sys::Oid>); 10] = [
+    (c"id", Some(pg_sys::UUIDOID)),
+    (c"entity_key", None),
+    (c"event", Some(pg_sys::TEXTOID)),
+    (c"from_state", Some(pg_sys::TEXTOID)),
+    (c"to_state", Some(pg_sys::TEXTOID)),
+    (c"payload", Some(pg_sys::JSONBOID)),
+    (c"actor", Some(pg_sys::TEXTOID)),
+    (c"db_user", Some(pg_sys::TEXTOID)),
+    (c"machine_version", Some(pg_sys::INT4OID)),
+    (c"idempotency_key", Some(pg_sys::TEXTOID)),
+];
+
+/// The values of one history row, in the order of [`COLUMNS`] (`None` for
+/// NULL).
+pub type Values = [Option<pg_sys::Datum>; COLUMNS.len()];
+
+/// Writes the row `values` gives into `b`'s history table as the table's
+/// owner, as the INSERT would (a restricted operation: CHECK constraints
+/// and index expressions run with the owner's rights, never the caller's).
+/// `values` is called as the caller, in a memory context freed on return.
+/// `false`, with nothing written and `values` not called, when the table
+/// is no longer plain (see the module's comment): then the caller must
+/// INSERT.
+pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
+    // SAFETY: opens a relation by oid with the lock an INSERT takes; a
+    // dropped relation raises an ERROR, which aborts the statement.
+    let relation = unsafe {
+        pg_sys::table_open(
+            b.history_relid,
+            pg_sys::RowExclusiveLock as pg_sys::LOCKMODE,
+        )
+    };
+    // SAFETY: an open relation.
+    if !unsafe { is_plain(relation, b) } {
+        // SAFETY: closes what was opened above; the lock is kept to the end
+        // of the transaction, as the INSERT that follows would keep it.
+        unsafe { pg_sys::table_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE) };
+        return false;
+    }
+    // SAFETY: the sequence of ExecSimpleRelationInsert for a table with no
+    // trigger and no generated column, over an executor state of our own:
+    // a result relation with its indexes open, a virtual slot of the
+    // relation's descriptor holding one datum of each column's type (the
+    // caller's contract, checked against the descriptor by `is_plain`),
+    // the constraints, the heap insert, the index entries. Everything is
+    // allocated in the executor state's memory, freed at the end; on an
+    // ERROR, (sub)transaction abort releases the relation, its indexes and
+    // that memory.
+    unsafe {
+        let estate = pg_sys::CreateExecutorState();
+        let saved = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
+            as *mut pg_sys::ResultRelInfo;
+        pg_sys::InitResultRelInfo(result, relation, 0, std::ptr::null_mut(), 0);
+        pg_sys::ExecOpenIndices(result, false);
+        let slot = pg_sys::ExecInitExtraTupleSlot(
+            estate,
+            (*relation).rd_att,
+            &pg_sys::TTSOpsVirtual,
+        );
+        for (i, value) in values().iter().enumerate() {
+            *(*slot).tts_values.add(i) = value.unwrap_or(pg_sys::Datum::from(0));
+            *(*slot).tts_isnull.add(i) = value.is_none();
+        }
+        pg_sys::ExecStoreVirtualTuple(slot);
+        as_user(b.history_owner, Restrict::Restricted, || {
+            if !(*(*relation).rd_att).constr.is_null() {
+                pg_sys::ExecConstraints(result, slot, estate);
+            }
+            pg_sys::simple_table_tuple_insert(relation, slot);
+            if (*result).ri_NumIndices > 0 {
+                insert_index_entries(result, slot, estate);
+            }
+        });
+        close_indexes(result);
+        pg_sys::ExecResetTupleTable((*estate).es_tupleTable, false);
+        pg_sys::MemoryContextSwitchTo(saved);
+        pg_sys::FreeExecutorState(estate);
+        pg_sys::table_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+    true
+}
+
+/// The index entries of the row just inserted from `slot`, unique and
+/// exclusion constraints checked. No index can ask for a deferred recheck:
+/// a deferrable constraint comes with an INSERT trigger, which `is_plain`
+/// refuses.
+///
+/// # Safety
+/// As in [`insert`]: the result relation's indexes are open and `slot`
+/// holds the inserted row with its tid.
+unsafe fn insert_index_entries(
+    result: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    estate: *mut pg_sys::EState,
+) {
+    // SAFETY: per the contract; not an UPDATE, duplicates are errors.
+    unsafe {
+        #[cfg(not(feature = "pg18"))]
+        pg_sys::ExecInsertIndexTuples(
+            result,
+            slot,
+            estate,
+            false,
+            false,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        #[cfg(feature = "pg18")]
+        pg_sys::ExecInsertIndexTuples(
+            result,
+            slot,
+            estate,
+            false,
+            false,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            false,
+        );
+    }
+}
+
+/// Closes the indexes `ExecOpenIndices` opened, keeping their locks to
+/// the end of the transaction (`ExecCloseIndices` would release them): the
+/// next transition finds them held and takes no lock again. The table's
+/// own lock, which every DDL that could drop or rebuild an index conflicts
+/// with, is held that long anyway.
+///
+/// # Safety
+/// `result`'s indexes are open.
+unsafe fn close_indexes(result: *mut pg_sys::ResultRelInfo) {
+    // SAFETY: ri_IndexRelationDescs has ri_NumIndices open relations.
+    unsafe {
+        for i in 0..(*result).ri_NumIndices as usize {
+            let index = *(*result).ri_IndexRelationDescs.add(i);
+            if !index.is_null() {
+                pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
+            }
+        }
+    }
+}
+
+/// Whether `relation` is still the plain history table `attach` made, so
+/// a row written by [`insert`] means what the INSERT would, and its owner
+/// may still INSERT into it (the INSERT checks that).
+///
+/// # Safety
+/// `relation` is open.
+unsafe fn is_plain(relation: pg_sys::Relation, b: &Binding) -> bool {
+    // SAFETY: an open relation's relcache entry, descriptor and trigger
+    // description stay valid while it is open; the descriptor is borrowed,
+    // not freed.
+    unsafe {
+        let form = &*(*relation).rd_rel;
+        if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            || form.relispartition
+            || form.relrowsecurity
+            || !(*relation).rd_rules.is_null()
+        {
+            return false;
+        }
+        let triggers = (*relation).trigdesc;
+        if !triggers.is_null() {
+            let t = &*triggers;
+            if t.trig_insert_before_row
+                || t.trig_insert_after_row
+                || t.trig_insert_instead_row
+                || t.trig_insert_before_statement
+                || t.trig_insert_after_statement
+                || t.trig_insert_new_table
+            {
+                return false;
+            }
+        }
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att);
+        if desc.len() != COLUMNS.len() {
+            return false;
+        }
+        let constraints = desc.constr;
+        if !constraints.is_null() && (*constraints).has_generated_stored {
+            return false;
+        }
+        for (i, (name, type_oid)) in COLUMNS.iter().enumerate() {
+            let Some(attribute) = desc.get(i) else {
+                return false;
+            };
+            let (type_oid, typmod) = match type_oid {
+                Some(t) => (*t, -1),
+                None => (b.key.oid(), b.key.typmod),
+            };
+            if attribute.attisdropped
+                || attribute.atttypid != type_oid
+                || attribute.atttypmod != typmod
+                || CStr::from_ptr(attribute.attname.data.as_ptr()) != *name
+            {
+                return false;
+            }
+        }
+        pg_sys::pg_class_aclcheck(
+            (*relation).rd_id,
+            b.history_owner,
+            pg_sys::ACL_INSERT as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
