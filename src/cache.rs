@@ -12,10 +12,10 @@
 //! the stack stay alive through their `Rc`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap;
 
 use crate::binding::{self, Binding};
 use crate::error::{ErrorKind, FsmError, FsmResult};
@@ -23,7 +23,7 @@ use crate::error::{ErrorKind, FsmError, FsmResult};
 pub type TableBindings = Rc<Vec<Rc<Binding>>>;
 
 thread_local! {
-    static BY_RELATION: RefCell<HashMap<pg_sys::Oid, TableBindings>> = RefCell::new(HashMap::new());
+    static BY_RELATION: RefCell<FxHashMap<pg_sys::Oid, TableBindings>> = RefCell::new(FxHashMap::default());
 }
 
 /// Registers the callbacks that empty the cache; once per backend.

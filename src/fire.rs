@@ -93,10 +93,11 @@ pub fn choose_binding<'a>(
     if let Some(col) = col {
         return Ok(&bindings[binding::position_of(bindings, col)?]);
     }
-    let knowing: Vec<&Rc<Binding>> = bindings
-        .iter()
-        .filter(|b| b.machine.event_id(event).is_some())
-        .collect();
+    let knows = |b: &&Rc<Binding>| b.machine.event_id(event).is_some();
+    if let [one] = bindings {
+        return Ok(one);
+    }
+    let knowing: Vec<&Rc<Binding>> = bindings.iter().filter(knows).collect();
     match knowing.as_slice() {
         [one] => Ok(one),
         [] => Ok(&bindings[0]),
@@ -596,7 +597,7 @@ fn try_one_statement(
         &[
             Some(key.datum()),
             r.expect.into_datum(),
-            sources.into_datum(),
+            Some(history::text_array(&sources)),
             target_name.into_datum(),
         ],
         false,

@@ -8,13 +8,13 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::binding::Binding;
+use crate::history_insert;
 use crate::json::Jsonb;
 use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, Machine, StateId};
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
 use crate::sql::{as_user, Restrict};
-use crate::history_insert;
 use crate::uuid7;
 
 /// One transition to record. `event` and `from` are `None` for the row
@@ -251,6 +251,15 @@ impl NameDatums {
             .entry(id)
             .or_insert_with(|| text_datum(machine.event(id).name.as_bytes()))
     }
+}
+
+/// A `text[]` of `names`, pallocated in the current memory context.
+pub fn text_array(names: &[&str]) -> pg_sys::Datum {
+    let elements: Vec<Option<pg_sys::Datum>> = names
+        .iter()
+        .map(|name| Some(text_datum(name.as_bytes())))
+        .collect();
+    array(&elements, TEXT)
 }
 
 /// Bytes as a text datum, pallocated in the SPI context.

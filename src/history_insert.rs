@@ -83,11 +83,8 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
             as *mut pg_sys::ResultRelInfo;
         pg_sys::InitResultRelInfo(result, relation, 0, std::ptr::null_mut(), 0);
         pg_sys::ExecOpenIndices(result, false);
-        let slot = pg_sys::ExecInitExtraTupleSlot(
-            estate,
-            (*relation).rd_att,
-            &pg_sys::TTSOpsVirtual,
-        );
+        let slot =
+            pg_sys::ExecInitExtraTupleSlot(estate, (*relation).rd_att, &pg_sys::TTSOpsVirtual);
         for (i, value) in values().iter().enumerate() {
             *(*slot).tts_values.add(i) = value.unwrap_or(pg_sys::Datum::from(0));
             *(*slot).tts_isnull.add(i) = value.is_none();

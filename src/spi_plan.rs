@@ -6,13 +6,13 @@
 //! it passes them straight through here.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::hash::Hash;
 use std::ptr::NonNull;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap;
 
 use crate::error::{ErrorKind, FsmError, FsmResult};
 
@@ -247,11 +247,11 @@ impl Drop for KeptPlan {
 }
 
 /// Kept plans by key, prepared on first use.
-pub struct PlanCache<K>(RefCell<HashMap<K, Rc<KeptPlan>>>);
+pub struct PlanCache<K>(RefCell<FxHashMap<K, Rc<KeptPlan>>>);
 
 impl<K> Default for PlanCache<K> {
     fn default() -> Self {
-        PlanCache(RefCell::new(HashMap::new()))
+        PlanCache(RefCell::new(FxHashMap::default()))
     }
 }
 
