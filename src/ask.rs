@@ -84,12 +84,9 @@ unsafe fn available_events(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys
     let key_type = args.type_of(1)?;
     let bindings = cache::attached_bindings(tbl)?;
     let b = crate::binding::named_or_only(&bindings, args.name(2).as_deref())?;
-    // SAFETY: sets up rsinfo's tuplestore in the per-query context, with the
-    // declared result descriptor (event, to_states, allowed, reason).
-    let rsinfo = unsafe {
-        pg_sys::InitMaterializedSRF(fcinfo, 0);
-        &*((*fcinfo).resultinfo as *const pg_sys::ReturnSetInfo)
-    };
+    // SAFETY: a valid fcinfo of a set-returning call; the result rows are
+    // (event, to_states, allowed, reason), as declared.
+    let rsinfo = unsafe { crate::read::result_set(fcinfo) };
     connected(|| -> FsmResult<()> {
         // SAFETY: the converted datum is of the key type.
         let key = unsafe { Key::of_key_type(b.key.convert(key, key_type, false)?) };

@@ -464,12 +464,8 @@ pub unsafe fn materialize_each<B: std::ops::Deref<Target = Binding>>(
     bindings: &[B],
     mut prepare: impl FnMut(&Binding) -> FsmResult<Query>,
 ) -> FsmResult<pg_sys::Datum> {
-    // SAFETY: sets up rsinfo's tuplestore in the per-query context, with the
-    // result descriptor resolved for this call (polymorphic types included).
-    let rsinfo = unsafe {
-        pg_sys::InitMaterializedSRF(fcinfo, 0);
-        &*((*fcinfo).resultinfo as *const pg_sys::ReturnSetInfo)
-    };
+    // SAFETY: per the contract.
+    let rsinfo = unsafe { result_set(fcinfo) };
     connected(|| -> FsmResult<()> {
         for b in bindings {
             let Some((plan, args)) = prepare(b)? else {
@@ -497,6 +493,34 @@ pub unsafe fn materialize_each<B: std::ops::Deref<Target = Binding>>(
     Ok(pg_sys::Datum::from(0))
 }
 
+/// Sets up the caller's tuplestore in the per-query context and returns
+/// the call's result set information.
+///
+/// The result descriptor is the one the executor expects when it gives one
+/// (a function in FROM: the same column types as the declaration, already
+/// resolved), which spares building it again from `pg_proc` on every call;
+/// otherwise it is resolved from the declaration.
+///
+/// # Safety
+/// `fcinfo` is the valid call information of a set-returning function.
+pub unsafe fn result_set<'a>(fcinfo: pg_sys::FunctionCallInfo) -> &'a pg_sys::ReturnSetInfo {
+    // SAFETY: per the contract; resultinfo, when set, is a ReturnSetInfo
+    // (InitMaterializedSRF checks its node tag before anything else).
+    unsafe {
+        let rsinfo = (*fcinfo).resultinfo as *const pg_sys::ReturnSetInfo;
+        let expected = !rsinfo.is_null()
+            && (*rsinfo).type_ == pg_sys::NodeTag::T_ReturnSetInfo
+            && !(*rsinfo).expectedDesc.is_null();
+        let flags = if expected {
+            pg_sys::MAT_SRF_USE_EXPECTED_DESC as pg_sys::bits32
+        } else {
+            0
+        };
+        pg_sys::InitMaterializedSRF(fcinfo, flags);
+        &*rsinfo
+    }
+}
+
 /// 42804 unless `found` has exactly the column types of `expected`.
 ///
 /// # Safety
@@ -506,11 +530,12 @@ unsafe fn check_shape(
     expected: pg_sys::TupleDesc,
     b: &Binding,
 ) -> FsmResult<()> {
-    // SAFETY: per the contract; attrs has natts entries.
-    let (found, expected) = unsafe { (descriptor_types(found), descriptor_types(expected)) };
-    if found == expected {
+    // SAFETY: per the contract.
+    if unsafe { same_column_types(found, expected) } {
         return Ok(());
     }
+    // SAFETY: per the contract; attrs has natts entries.
+    let (found, expected) = unsafe { (descriptor_types(found), descriptor_types(expected)) };
     Err(FsmError::new(
         ErrorKind::DatatypeMismatch,
         format!(
@@ -524,6 +549,25 @@ unsafe fn check_shape(
         expected.iter().map(|t| u32::from(*t)).collect::<Vec<_>>()
     ))
     .hint("Restore the history table's column types, or detach and attach again."))
+}
+
+/// Whether `a` and `b` have the same number of columns of the same types,
+/// compared in place (this runs once per call of every read function).
+///
+/// # Safety
+/// Both are valid tuple descriptors.
+unsafe fn same_column_types(a: pg_sys::TupleDesc, b: pg_sys::TupleDesc) -> bool {
+    // SAFETY: per the contract; the wrappers do not free what they borrow.
+    let (a, b) = unsafe {
+        (
+            pgrx::PgTupleDesc::from_pg_unchecked(a),
+            pgrx::PgTupleDesc::from_pg_unchecked(b),
+        )
+    };
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|(x, y)| x.atttypid == y.atttypid)
 }
 
 /// # Safety

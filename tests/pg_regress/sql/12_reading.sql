@@ -119,3 +119,12 @@ SELECT coalesce(event, '∅') AS event, to_state FROM fsm.history('beacons', 4, 
 SELECT entity_key, event, to_state FROM fsm.changes('beacons', col => 'supply', lim => 1);
 SELECT * FROM fsm.history('beacons', 4, col => 'nope');
 \echo :LAST_ERROR_SQLSTATE
+
+-- A read function answers the same wherever the call is written: in FROM,
+-- in the select list, or beside another table through LATERAL.
+SELECT (h).event, (h).to_state
+  FROM (SELECT fsm.history('beacons', 4, col => 'supply') AS h) s ORDER BY (h).id;
+SELECT b.id, h.to_state
+  FROM beacons b, LATERAL fsm.history('beacons', b.id, col => 'state', lim => 1) h
+ WHERE b.id IN (1, 2) ORDER BY b.id;
+SELECT (fsm.changes('beacons', col => 'supply', lim => 1)).to_state;

@@ -85,3 +85,7 @@ SET ROLE claims_outsider;
 SELECT fsm.can_fire('desk.claims', 1, 'pay');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+
+-- The same rows in the select list as in FROM.
+SELECT (e).event, (e).allowed FROM (SELECT fsm.available_events('desk.claims', 1) AS e) s
+ WHERE (e).event IN ('pay', 'route') ORDER BY (e).event;
