@@ -118,7 +118,7 @@ BEGIN
             p || '_pl_history', p || '_pl_may_ship', p || '_pl', p || '_pl_on_insert', p || '_pl_on_update');
     END IF;
 
-    FOREACH v IN ARRAY ARRAY['fsm', 'fire'] LOOP
+    FOREACH v IN ARRAY ARRAY['fsm', 'fire', 'fire_into'] LOOP
         CONTINUE WHEN NOT v = ANY (variants);
         EXECUTE format($$
             CREATE FUNCTION bench.may_ship(o bench.%1$I, payload jsonb) RETURNS boolean
