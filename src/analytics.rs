@@ -27,9 +27,16 @@ v1_function!(fsm_time_in_state, pg_finfo_fsm_time_in_state, time_in_state);
 v1_function!(fsm_state_stats, pg_finfo_fsm_state_stats, state_stats);
 
 /// The stays of the rows in `rows` (`part`, `id`, `to_state`, ordered by
-/// id within each `part`): `part`, `state`, `started`, `ended` (NULL while
-/// held), `next` (the state it left for).
-fn stays_sql(rows: &str, part: &str) -> String {
+/// id within each `part`): `part` when `keep_part`, `state`, `started`,
+/// `ended` (NULL while held), `next` (the state it left for). Leaving out
+/// a `part` nothing reads keeps the materialized stays, and every sort of
+/// them, narrower.
+fn stays_sql(rows: &str, part: &str, keep_part: bool) -> String {
+    let part_column = if keep_part {
+        format!("c.{part}, ")
+    } else {
+        String::new()
+    };
     format!(
         "changed AS ( \
            SELECT r.{part}, r.id, r.to_state FROM ( \
@@ -37,7 +44,7 @@ fn stays_sql(rows: &str, part: &str) -> String {
                FROM ({rows}) r) r \
             WHERE r.before IS DISTINCT FROM r.to_state), \
          stays AS ( \
-           SELECT c.{part}, c.to_state AS state, fsm.uuid7_time(c.id) AS started, \
+           SELECT {part_column}c.to_state AS state, fsm.uuid7_time(c.id) AS started, \
                   fsm.uuid7_time(pg_catalog.lead(c.id) OVER e) AS ended, \
                   pg_catalog.lead(c.to_state) OVER e AS next \
              FROM changed c WINDOW e AS (PARTITION BY c.{part} ORDER BY c.id))"
@@ -105,7 +112,7 @@ unsafe fn time_in_state(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::D
                   WHERE s.entered OPERATOR(pg_catalog.>) 0 \
                      OR s.duration OPERATOR(pg_catalog.>) '0'::pg_catalog.interval \
                   ORDER BY s.ord, s.state COLLATE pg_catalog.\"C\"",
-                stays = stays_sql(&rows, "ord"),
+                stays = stays_sql(&rows, "ord", true),
             );
             let types = vec![
                 b.key.storage.array_type,
@@ -205,7 +212,7 @@ unsafe fn state_stats(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Dat
                    LEFT JOIN per_state p ON p.state OPERATOR(pg_catalog.=) st.state \
                    LEFT JOIN next n ON n.state OPERATOR(pg_catalog.=) st.state \
                   ORDER BY st.state COLLATE pg_catalog.\"C\"",
-                stays = stays_sql(&rows, "entity_key"),
+                stays = stays_sql(&rows, "entity_key", false),
             );
             let types = vec![
                 pg_sys::TIMESTAMPTZOID,
