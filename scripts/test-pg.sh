@@ -2,8 +2,9 @@
 # The in-database layers of scripts/test.sh on one PostgreSQL, chosen by
 # FSM_PG (15 or 18, scripts/pg-env.sh): clippy for that version's build,
 # #[pg_test], then, with fsm installed, pg_regress, isolation specs,
-# concurrency, fuzz, dump/restore, SIGKILL faults and the upgrade test, each
-# against a throwaway cluster of its own. Exits non-zero when anything fails.
+# concurrency, fuzz, pg_cron, the Django integration, dump/restore, SIGKILL
+# faults and the upgrade test, each against a throwaway cluster of its own.
+# Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg-env.sh
@@ -31,6 +32,8 @@ bash tests/isolation/run.sh
 bash tests/concurrency/run.sh
 bash tests/fuzz/run.sh
 bash tests/cron/run.sh
+say "the Django integration (Django's test runner; Django and psycopg from PyPI)"
+bash integrations/django/run-tests.sh
 say "dump and restore, SIGKILL faults"
 bash tests/dump_restore/run.sh
 bash tests/faults/run.sh

@@ -1,0 +1,16 @@
+ORDER = {
+    "states": {
+        "created": {"initial": True},
+        "paid": {},
+        "shipped": {},
+        "delivered": {"final": True},
+        "cancelled": {"final": True},
+    },
+    "events": {
+        "pay": {"from": "created", "to": "paid",
+                "payload": {"type": "object", "required": ["amount"]}},
+        "ship": {"from": "paid", "to": "shipped", "guard": "public.shop_has_tracking"},
+        "deliver": {"from": "shipped", "to": "delivered"},
+        "cancel": {"from": ["created", "paid"], "to": "cancelled"},
+    },
+}
