@@ -126,3 +126,56 @@ class MigrationTests(TransactionTestCase):
         call_command("migrate", "shop", verbosity=0)
         order = Order.objects.create()
         self.assertEqual(order.fire("pay", {"amount": 3}), "paid")
+
+
+class AdminTests(TestCase):
+    def setUp(self):
+        from django.contrib.auth.models import Permission, User
+
+        self.admin = User.objects.create_superuser("ada", "ada@example.com", "pw")
+        self.viewer = User.objects.create_user("vic", "vic@example.com", "pw", is_staff=True)
+        self.viewer.user_permissions.add(Permission.objects.get(codename="view_order"))
+        self.order = Order.objects.create()
+
+    def url(self, suffix=""):
+        return f"/admin/shop/order/{self.order.pk}/change/{suffix}"
+
+    def test_change_page_shows_events_history_and_diagram(self):
+        self.client.force_login(self.admin)
+        page = self.client.get(self.url()).content.decode()
+        self.assertIn('formaction="fsm-fire/pay/"', page)
+        # Not allowed from created: the button is disabled with the reason.
+        deliver = page[page.index('value="deliver"'):]
+        self.assertIn("disabled", deliver[: deliver.index(">")])
+        self.assertIn("<td>created</td>", page)
+        self.assertIn('<pre class="mermaid">stateDiagram-v2', page)
+
+    def test_button_fires_as_the_user_and_refusals_are_messages(self):
+        self.client.force_login(self.admin)
+        fire = f"/admin/shop/order/{self.order.pk}/fsm-fire/"
+        response = self.client.post(fire + "pay/", {"fsm_payload": '{"amount": 7}'}, follow=True)
+        self.assertContains(response, "Fired pay: now paid")
+        self.assertContains(response, "<td>{&quot;amount&quot;: 7}</td>")
+        self.order.refresh_from_db()
+        self.assertEqual(self.order.status, "paid")
+        newest = self.order.history()[0]
+        self.assertEqual((newest.event, newest.payload, newest.actor), ("pay", {"amount": 7}, "ada"))
+        response = self.client.post(fire + "deliver/", follow=True)
+        self.assertContains(response, "Refused deliver (55000)")
+        response = self.client.post(fire + "cancel/", {"fsm_payload": "{not json"}, follow=True)
+        self.assertContains(response, "The payload is not JSON")
+        self.order.refresh_from_db()
+        self.assertEqual(self.order.status, "paid")
+        self.assertEqual(len(self.order.history()), 2)
+        self.assertEqual(self.client.get(fire + "cancel/").status_code, 405)
+
+    def test_firing_needs_the_change_permission(self):
+        self.client.force_login(self.viewer)
+        page = self.client.get(self.url()).content.decode()
+        pay = page[page.index('value="pay"'):]
+        self.assertIn("disabled", pay[: pay.index(">")])
+        response = self.client.post(f"/admin/shop/order/{self.order.pk}/fsm-fire/pay/",
+                                    {"fsm_payload": '{"amount": 1}'})
+        self.assertEqual(response.status_code, 403)
+        self.order.refresh_from_db()
+        self.assertEqual(self.order.status, "created")
