@@ -13,6 +13,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "fsm_django",
     "shop",
+    "legacy",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
