@@ -11,4 +11,4 @@ venv=${FSM_VENV:-$HOME/.cache/fsm-venv}
 "$venv/bin/pip" install -q --disable-pip-version-check "Django>=5.2,<6" "psycopg[binary]>=3.1" "django-fsm-2>=4.2,<5" -e integrations/django
 source scripts/throwaway-pg.sh
 cd integrations/django/tests
-"$venv/bin/python" -m django test --settings=settings --noinput -v 2 shop
+"$venv/bin/python" -m django test --settings=settings --noinput -v 2 shop legacy

@@ -90,3 +90,8 @@ class ConverterTests(TestCase):
     def test_unknown_app(self):
         with self.assertRaises(CommandError):
             run("no_such_app")
+        with self.assertRaises(CommandError):
+            run("legacy.NoSuchModel")
+
+    def test_only_the_named_models(self):
+        self.assertEqual(list(run("legacy.Ticket")), ["legacy.Ticket.status"])

@@ -18,13 +18,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("labels", nargs="*", help="app_label or app_label.Model")
 
-    def handle(self, *labels, **options):
+    def handle(self, *args, labels=(), **options):
         models = []
         for label in labels or [None]:
             if label is None:
                 models.extend(apps.get_models())
             elif "." in label:
-                models.append(apps.get_model(label))
+                try:
+                    models.append(apps.get_model(label))
+                except (LookupError, ValueError) as error:
+                    raise CommandError(str(error)) from error
             else:
                 try:
                     models.extend(apps.get_app_config(label).get_models())
