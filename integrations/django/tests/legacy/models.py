@@ -2,6 +2,7 @@
 reads (shaped after django-fsm-2's own test models)."""
 
 from django.db import models
+from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from django_fsm import GET_STATE, RETURN_VALUE, FSMField, FSMIntegerField, transition
 
 
@@ -81,3 +82,26 @@ class Ticket(models.Model):
 
 class Plain(models.Model):
     name = models.TextField()
+
+
+class Report(models.Model):
+    """Two state fields, both logged by django-fsm-log (`by`, description)."""
+
+    state = FSMField(default="draft", choices=[("draft", "Draft"), ("sent", "Sent"), ("filed", "Filed")])
+    review = FSMField(default="pending", choices=[("pending", "Pending"), ("approved", "Approved")])
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=state, source="draft", target="sent")
+    def send(self, by=None, description=None):
+        pass
+
+    @fsm_log_by
+    @transition(field=state, source="sent", target="filed")
+    def file(self, by=None):
+        pass
+
+    @fsm_log_by
+    @transition(field=review, source="pending", target="approved")
+    def approve(self, by=None):
+        pass
