@@ -9,9 +9,10 @@
     order.available_events()      # [AvailableEvent(event="ship", ...), ...]
     order.history()               # [HistoryEntry(event="pay", ...), ...] newest first
 
-Every call is one statement on the model's database connection, inside
-the caller's transaction (a savepoint of its own, so a refusal leaves the
-caller's transaction usable). A refusal raises the FsmError subclass of
+Every call is one statement on the model's database connection: in
+autocommit, a transaction of its own (one round trip); inside the
+caller's transaction, in a savepoint of its own, so a refusal leaves that
+transaction usable. A refusal raises the FsmError subclass of
 its SQLSTATE, with the error fields, the entity's current state and the
 events allowed now.
 """
@@ -19,6 +20,7 @@ events allowed now.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,8 +73,9 @@ class FSMModelMixin:
         col: str | None = None,
         using: str | None = None,
     ) -> str:
-        """Fires `event` on this row and returns the new state; the state
-        field is refreshed from the database."""
+        """Fires `event` on this row and returns the new state, which the
+        state field is set to (the whole row is read again when the class
+        names no `fsm_field`)."""
         using = using or router.db_for_write(type(self), instance=self)
         column = self._fsm_column(col)
         sql = (
@@ -92,7 +95,9 @@ class FSMModelMixin:
         ]
         state = self._fsm_call(using, sql, params, column)[0][0]
         if self.fsm_field or col:
-            self.refresh_from_db(using=using, fields=[self._fsm_field_name(col)])
+            # fire returns what it wrote: no second query to read it back.
+            field = type(self)._meta.get_field(self._fsm_field_name(col))
+            setattr(self, field.attname, field.to_python(state))
         else:
             self.refresh_from_db(using=using)
         return state
@@ -157,8 +162,11 @@ class FSMModelMixin:
 
     def _fsm_call(self, using: str, sql: str, params: list, column: str | None) -> list[tuple]:
         connection = connections[using]
+        # In autocommit the statement is its own transaction and a refusal
+        # leaves nothing to recover; in the caller's, a savepoint does.
+        scope = nullcontext() if connection.get_autocommit() else transaction.atomic(using=using)
         try:
-            with transaction.atomic(using=using), connection.cursor() as cursor:
+            with scope, connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchall()
         except DatabaseError as error:

@@ -110,6 +110,29 @@ class FireTests(TestCase):
         self.assertIsNone(from_database_error(caught.exception))
 
 
+class AutocommitTests(TransactionTestCase):
+    """Outside any transaction (Django's default), each call is one
+    statement and its own transaction."""
+
+    available_apps = ["shop"]
+
+    def test_fire_commits_and_a_refusal_is_explained(self):
+        order = Order.objects.create()
+        self.assertTrue(connection.get_autocommit())
+        self.assertEqual(order.fire("pay", payload={"amount": 5}), "paid")
+        self.assertEqual(order.status, "paid")
+        self.assertEqual(Order.objects.get(pk=order.pk).status, "paid")
+        with self.assertRaises(TransitionNotAllowed) as caught:
+            order.fire("pay", payload={"amount": 5})
+        self.assertEqual((caught.exception.state, caught.exception.allowed_events), ("paid", ["cancel"]))
+        self.assertEqual(
+            history_rows(order), [("pay", "created", "paid", {"amount": 5}), (None, None, "created", None)]
+        )
+        # An instance that was never loaded fires by its key alone.
+        self.assertEqual(Order(pk=order.pk).fire("cancel"), "cancelled")
+        self.assertEqual(Order.objects.get(pk=order.pk).status, "cancelled")
+
+
 class MigrationTests(TransactionTestCase):
     available_apps = ["shop"]
 
