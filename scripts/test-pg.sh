@@ -34,6 +34,7 @@ bash tests/fuzz/run.sh
 bash tests/cron/run.sh
 say "the Django integration (Django's test runner; Django and psycopg from PyPI)"
 bash integrations/django/run-tests.sh
+bash benches/django/run.sh --smoke
 say "dump and restore, SIGKILL faults"
 bash tests/dump_restore/run.sh
 bash tests/faults/run.sh
