@@ -9,9 +9,11 @@
 //!
 //! Only while the history table is still what `attach` made can the row go
 //! in this way and mean exactly what the INSERT means: a plain table (not
-//! partitioned), with our ten columns in order and of our types, no INSERT
-//! trigger (foreign keys and deferrable constraints are triggers too), no
-//! rule, no row level security, and INSERT granted to its owner. Anything
+//! partitioned), with our ten columns in order and of our types (none of
+//! them an identity or generated column), no INSERT trigger (foreign keys
+//! and deferrable constraints are triggers too), no rule, no row level
+//! security, owned by the role the binding writes as, INSERT granted to
+//! it, and a transaction that may write. Anything
 //! else (a history table its owner partitioned, extended or guarded)
 //! makes [`insert`] return `false`, and the caller runs the INSERT, which
 //! applies all of it. CHECK and NOT NULL constraints, unique and exclusion
@@ -156,11 +158,17 @@ unsafe fn insert_index_entries(
 /// # Safety
 /// `result`'s indexes are open.
 unsafe fn close_indexes(result: *mut pg_sys::ResultRelInfo) {
-    // SAFETY: ri_IndexRelationDescs has ri_NumIndices open relations.
+    // SAFETY: ri_IndexRelationDescs and ri_IndexRelationInfo have
+    // ri_NumIndices entries, the relations open.
     unsafe {
         for i in 0..(*result).ri_NumIndices as usize {
             let index = *(*result).ri_IndexRelationDescs.add(i);
             if !index.is_null() {
+                // From PostgreSQL 17 an index access method may keep state
+                // across inserts (BRIN holds a buffer pin) until this call,
+                // as ExecCloseIndices makes it.
+                #[cfg(feature = "pg18")]
+                pg_sys::index_insert_cleanup(index, *(*result).ri_IndexRelationInfo.add(i));
                 pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
             }
         }
@@ -180,6 +188,9 @@ unsafe fn is_plain(relation: pg_sys::Relation, b: &Binding) -> bool {
     unsafe {
         let form = &*(*relation).rd_rel;
         if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            || form.relowner != b.history_owner
+            || (pg_sys::XactReadOnly
+                && form.relpersistence != pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char)
             || form.relispartition
             || form.relrowsecurity
             || !(*relation).rd_rules.is_null()
@@ -203,10 +214,6 @@ unsafe fn is_plain(relation: pg_sys::Relation, b: &Binding) -> bool {
         if desc.len() != COLUMNS.len() {
             return false;
         }
-        let constraints = desc.constr;
-        if !constraints.is_null() && (*constraints).has_generated_stored {
-            return false;
-        }
         for (i, (name, type_oid)) in COLUMNS.iter().enumerate() {
             let Some(attribute) = desc.get(i) else {
                 return false;
@@ -215,7 +222,11 @@ unsafe fn is_plain(relation: pg_sys::Relation, b: &Binding) -> bool {
                 Some(t) => (*t, -1),
                 None => (b.key.oid(), b.key.typmod),
             };
+            // An identity or generated column refuses or replaces the
+            // value the INSERT gives it.
             if attribute.attisdropped
+                || attribute.attidentity != 0
+                || attribute.attgenerated != 0
                 || attribute.atttypid != type_oid
                 || attribute.atttypmod != typmod
                 || CStr::from_ptr(attribute.attname.data.as_ptr()) != *name

@@ -83,6 +83,37 @@ RESET enable_seqscan;
 RESET enable_bitmapscan;
 DROP INDEX by_event;
 
+-- A BRIN index (whose access method keeps a buffer pinned from one insert
+-- to the next until the index is closed) is kept, and nothing is left pinned.
+INSERT INTO kettles (id) VALUES (7);
+CREATE INDEX by_time ON kettles_state_history USING brin (id) WITH (pages_per_range = 1);
+SELECT fsm.fire('kettles', 7, 'switch_on');
+UPDATE kettles SET state = 'off' WHERE id = 7;
+SELECT brin_summarize_new_values('by_time') AS ranges_summarized;
+SET enable_seqscan = off;
+SET enable_indexscan = off;
+SELECT event, to_state FROM kettles_state_history
+ WHERE id >= (SELECT id FROM fsm.history('kettles', 7) ORDER BY id DESC OFFSET 1 LIMIT 1) ORDER BY id;
+RESET enable_seqscan;
+RESET enable_indexscan;
+DROP INDEX by_time;
+
+-- An identity column refuses the value the INSERT gives it (428C9), and so
+-- refuses the transition, however its row would be written.
+ALTER TABLE kettles_state_history ALTER COLUMN machine_version SET NOT NULL;
+ALTER TABLE kettles_state_history ALTER COLUMN machine_version ADD GENERATED ALWAYS AS IDENTITY;
+\set VERBOSITY terse
+UPDATE kettles SET state = 'on' WHERE id = 7;
+\echo :LAST_ERROR_SQLSTATE
+SELECT fsm.fire('kettles', 7, 'switch_on');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT state FROM kettles WHERE id = 7;
+ALTER TABLE kettles_state_history ALTER COLUMN machine_version DROP IDENTITY;
+ALTER TABLE kettles_state_history ALTER COLUMN machine_version DROP NOT NULL;
+UPDATE kettles SET state = 'on' WHERE id = 7;
+SELECT to_state, machine_version FROM kettles_state_history WHERE entity_key = 7 ORDER BY id DESC LIMIT 1;
+
 -- A column with a default: the INSERT fills it.
 ALTER TABLE kettles_state_history ADD COLUMN site text DEFAULT 'plant 7';
 UPDATE kettles SET state = 'off' WHERE id = 5;
