@@ -155,10 +155,10 @@ class FSMMixin:
         statement = text(sql.format(key=f"CAST(:key AS {key_type})")).bindparams(
             bindparam("key", type_=key_column.type)
         )
-        params = dict(params, tbl=_table_name(mapper), key=mapper.primary_key_from_instance(self)[0])
+        params = dict(params, tbl=_table_name(mapper), key=_key_of(self))
         try:
             with session.begin_nested():
-                return list(session.execute(statement, params).tuples())
+                return [tuple(row) for row in session.execute(statement, params)]
         except DBAPIError as error:
             refusal = from_database_error(error)
             if refusal is None:
@@ -178,7 +178,7 @@ class FSMMixin:
                 (key_column,) = inspect(type(self)).primary_key
                 value = session.execute(
                     table.select().with_only_columns(attribute.columns[0]).where(
-                        key_column == inspect(type(self)).primary_key_from_instance(self)[0]
+                        key_column == _key_of(self)
                     )
                 ).scalar()
             refusal.state = None if value is None else str(value)
@@ -194,6 +194,16 @@ class FSMMixin:
             if any(c.name == column for c in attribute.columns):
                 return attribute
         raise ValueError(f"{type(self).__name__} maps no column {column!r}")
+
+
+def _key_of(instance) -> Any:
+    """The instance's primary key as flushed: its identity, which does not
+    load anything (an expired instance whose row is gone still has it, so
+    fsm answers P0002 rather than SQLAlchemy ObjectDeletedError)."""
+    identity = inspect(instance).identity
+    if identity is None:
+        raise ValueError(f"{type(instance).__name__} has no primary key yet")
+    return identity[0]
 
 
 def _table_name(mapper) -> str:
