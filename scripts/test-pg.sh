@@ -32,8 +32,9 @@ bash tests/isolation/run.sh
 bash tests/concurrency/run.sh
 bash tests/fuzz/run.sh
 bash tests/cron/run.sh
-say "the Django integration (Django's test runner; Django and psycopg from PyPI)"
+say "the Python integrations: Django (its test runner) and SQLAlchemy/Alembic (unittest), from PyPI"
 bash integrations/django/run-tests.sh
+bash integrations/sqlalchemy/run-tests.sh
 bash benches/django/run.sh --smoke
 say "dump and restore, SIGKILL faults"
 bash tests/dump_restore/run.sh
