@@ -5,7 +5,7 @@
         fsm_field = "status"
 
     order.fire("pay", payload={"amount": 10}, idempotency_key=request_id)
-    order.status                  # "paid": the instance is refreshed
+    order.status                  # "paid": the field is set to what fire wrote
     order.available_events()      # [AvailableEvent(event="ship", ...), ...]
     order.history()               # [HistoryEntry(event="pay", ...), ...] newest first
 
@@ -23,7 +23,7 @@ import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from django.db import DatabaseError, connections, router, transaction
@@ -77,27 +77,28 @@ class FSMModelMixin:
         state field is set to (the whole row is read again when the class
         names no `fsm_field`)."""
         using = using or router.db_for_write(type(self), instance=self)
-        column = self._fsm_column(col)
-        sql = (
-            "SELECT fsm.fire(%s::pg_catalog.regclass, " + self._fsm_key_sql(using) + ", %s, "
-            "payload => %s::pg_catalog.jsonb, expect => %s, \"to\" => %s, col => %s, "
-            "idempotency_key => %s)"
-        )
-        params = [
-            self._fsm_table(using),
-            self.pk,
-            event,
-            None if payload is None else json.dumps(payload),
-            expect,
-            to,
-            column,
-            idempotency_key,
+        target = _FireTarget.of(type(self), using, col)
+        # Only the arguments given go to the server: the statement stays
+        # short for the common call, and fsm applies its own defaults.
+        optional = [
+            (name, value)
+            for name, value in (
+                ("payload", None if payload is None else json.dumps(payload)),
+                ("expect", expect),
+                ('"to"', to),
+                ("col", target.column),
+                ("idempotency_key", idempotency_key),
+            )
+            if value is not None
         ]
-        state = self._fsm_call(using, sql, params, column)[0][0]
-        if self.fsm_field or col:
+        sql = target.sql + "".join(
+            f", {name} => %s::pg_catalog.jsonb" if name == "payload" else f", {name} => %s" for name, _ in optional
+        ) + ")"
+        params = [target.table, self.pk, event, *(value for _, value in optional)]
+        state = self._fsm_call(using, sql, params, target.column)[0][0]
+        if target.field is not None:
             # fire returns what it wrote: no second query to read it back.
-            field = type(self)._meta.get_field(self._fsm_field_name(col))
-            setattr(self, field.attname, field.to_python(state))
+            setattr(self, target.field.attname, target.field.to_python(state))
         else:
             self.refresh_from_db(using=using)
         return state
@@ -197,24 +198,26 @@ class FSMModelMixin:
         except Exception:  # noqa: BLE001 - the refusal is what the caller must see
             pass
 
-    def _fsm_field_name(self, col: str | None) -> str:
+    @classmethod
+    def _fsm_field_name(cls, col: str | None) -> str:
         """The model field of state column `col` (a column name), or of
         `fsm_field`."""
         if col:
-            for f in type(self)._meta.concrete_fields:
+            for f in cls._meta.concrete_fields:
                 if f.column == col:
                     return f.name
-        if not self.fsm_field:
-            raise ValueError(f"{type(self).__name__} names no fsm_field")
-        return self.fsm_field
+        if not cls.fsm_field:
+            raise ValueError(f"{cls.__name__} names no fsm_field")
+        return cls.fsm_field
 
-    def _fsm_column(self, col: str | None) -> str | None:
+    @classmethod
+    def _fsm_column(cls, col: str | None) -> str | None:
         """The state column a call names: `col`, or `fsm_field`'s column
         when the class names one."""
         if col:
             return col
-        if self.fsm_field:
-            return type(self)._meta.get_field(self.fsm_field).column
+        if cls.fsm_field:
+            return cls._meta.get_field(cls.fsm_field).column
         return None
 
     def _fsm_table(self, using: str) -> str:
@@ -226,3 +229,32 @@ class FSMModelMixin:
         fsm.fire's polymorphic `key` gets a known type."""
         db_type = type(self)._meta.pk.rel_db_type(connections[using])
         return "%s::" + db_type
+
+
+@dataclass(frozen=True)
+class _FireTarget:
+    """What `fire` needs of a model class on one database, worked out once:
+    the quoted table, the start of the statement (key cast to the primary
+    key's type, so fsm.fire's polymorphic `key` gets a known type), the
+    state column and its field (None: the row is read back instead)."""
+
+    table: str
+    sql: str
+    column: str | None
+    field: Any
+
+    _cache: ClassVar[dict[tuple, "_FireTarget"]] = {}
+
+    @classmethod
+    def of(cls, model: type, using: str, col: str | None) -> "_FireTarget":
+        key = (model, using, col)
+        target = cls._cache.get(key)
+        if target is None:
+            connection = connections[using]
+            table = connection.ops.quote_name(model._meta.db_table)
+            key_type = model._meta.pk.rel_db_type(connection)
+            column = model._fsm_column(col)
+            field = model._meta.get_field(model._fsm_field_name(col)) if (model.fsm_field or col) else None
+            target = cls(table, f"SELECT fsm.fire(%s::pg_catalog.regclass, %s::{key_type}, %s", column, field)
+            cls._cache[key] = target
+        return target

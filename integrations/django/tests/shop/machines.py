@@ -12,5 +12,7 @@ ORDER = {
         "ship": {"from": "paid", "to": "shipped", "guard": "public.shop_has_tracking"},
         "deliver": {"from": "shipped", "to": "delivered"},
         "cancel": {"from": ["created", "paid"], "to": "cancelled"},
+        # A dynamic target: fire(..., to=...) picks one.
+        "review": {"from": "paid", "to": ["paid", "cancelled"]},
     },
 }

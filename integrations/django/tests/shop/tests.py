@@ -83,6 +83,20 @@ class FireTests(TestCase):
         Order.objects.filter(pk=order.pk).update(tracking="T1")
         self.assertEqual(order.fire("ship"), "shipped")
 
+    def test_dynamic_target_is_chosen_with_to(self):
+        order = Order.objects.create()
+        order.fire("pay", payload={"amount": 1})
+        with self.assertRaises(InvalidPayload) as caught:
+            order.fire("review", to="shipped")
+        self.assertEqual((caught.exception.sqlstate, caught.exception.event), ("22023", "review"))
+        self.assertEqual(order.fire("review", to="cancelled"), "cancelled")
+        self.assertEqual(order.status, "cancelled")
+        self.assertEqual(
+            history_rows(order),
+            [("review", "paid", "cancelled", None), ("pay", "created", "paid", {"amount": 1}),
+             (None, None, "created", None)],
+        )
+
     def test_idempotency_key_moves_once(self):
         order = Order.objects.create()
         self.assertEqual(order.fire("pay", {"amount": 5}, idempotency_key="req-1"), "paid")
@@ -96,7 +110,7 @@ class FireTests(TestCase):
         self.assertTrue(order.can_fire("pay", {"amount": 1}))
         self.assertFalse(order.can_fire("deliver"))
         events = {e.event: e for e in order.available_events()}
-        self.assertEqual(sorted(events), ["cancel", "deliver", "pay", "ship"])
+        self.assertEqual(sorted(events), ["cancel", "deliver", "pay", "review", "ship"])
         self.assertEqual(events["pay"], AvailableEvent("pay", ["paid"], True, None))
         self.assertFalse(events["deliver"].allowed)
         self.assertEqual(order.allowed_events(), ["cancel", "pay"])
@@ -124,7 +138,7 @@ class AutocommitTests(TransactionTestCase):
         self.assertEqual(Order.objects.get(pk=order.pk).status, "paid")
         with self.assertRaises(TransitionNotAllowed) as caught:
             order.fire("pay", payload={"amount": 5})
-        self.assertEqual((caught.exception.state, caught.exception.allowed_events), ("paid", ["cancel"]))
+        self.assertEqual((caught.exception.state, caught.exception.allowed_events), ("paid", ["cancel", "review"]))
         self.assertEqual(
             history_rows(order), [("pay", "created", "paid", {"amount": 5}), (None, None, "created", None)]
         )
