@@ -7,7 +7,7 @@ set -euo pipefail
 
 PGRX_VERSION=0.18.0
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron clang libclang-dev sudo pkg-config)
+PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron pgbouncer clang libclang-dev sudo pkg-config)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

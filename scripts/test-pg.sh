@@ -2,7 +2,7 @@
 # The in-database layers of scripts/test.sh on one PostgreSQL, chosen by
 # FSM_PG (15 or 18, scripts/pg-env.sh): clippy for that version's build,
 # #[pg_test], then, with fsm installed, pg_regress, isolation specs,
-# concurrency, fuzz, pg_cron, the Django integration, dump/restore, SIGKILL
+# concurrency, fuzz, pg_cron, pgbouncer, the Python integrations, dump/restore, SIGKILL
 # faults and the upgrade test, each against a throwaway cluster of its own.
 # Exits non-zero when anything fails.
 set -euo pipefail
@@ -25,13 +25,14 @@ else
   cargo pgrx test "pg$FSM_PG"
 fi
 
-say "install, then pg_regress, isolation specs, concurrency, fuzz and pg_cron against throwaway clusters"
+say "install, then pg_regress, isolation specs, concurrency, fuzz, pg_cron and pgbouncer against throwaway clusters"
 install_fsm
 bash scripts/regress.sh
 bash tests/isolation/run.sh
 bash tests/concurrency/run.sh
 bash tests/fuzz/run.sh
 bash tests/cron/run.sh
+bash tests/pgbouncer/run.sh
 say "the Python integrations: Django (its test runner) and SQLAlchemy/Alembic (unittest), from PyPI"
 bash integrations/django/run-tests.sh
 bash integrations/sqlalchemy/run-tests.sh
