@@ -273,23 +273,45 @@ impl<T> NoRowIsNone<T> for Result<Option<T>, pgrx::spi::SpiError> {
 /// with, and are forgotten when a (sub)transaction aborts, so an error
 /// caught and followed by another never lends the next one its fields. An
 /// fsm error raised inside a nested statement of ours and re-raised at the
-/// outer boundary keeps them.
+/// outer boundary keeps them. So does an error PostgreSQL raised with
+/// fields of its own inside our functions (a CHECK or unique violation of
+/// the row `fire` updates): pgrx re-raises it without them.
 pub mod fields {
     use std::cell::RefCell;
-    use std::ffi::CString;
+    use std::ffi::{CStr, CString};
 
     use pgrx::{pg_sys, PgSqlErrorCode};
 
     use super::Fields;
 
+    /// The fields waiting for the error of SQLSTATE `code` (packed, as
+    /// `geterrcode` returns it): `PG_DIAG_*` and value.
+    struct Pending {
+        code: i32,
+        values: Vec<(u8, CString)>,
+    }
+
     thread_local! {
-        static PENDING: RefCell<Option<(PgSqlErrorCode, Box<Fields>)>> = const { RefCell::new(None) };
+        static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
     }
 
     /// Keeps `fields` for the error about to be raised with `sqlstate`
     /// (none: forget earlier ones).
     pub fn stash(sqlstate: PgSqlErrorCode, fields: Option<Box<Fields>>) {
-        PENDING.with(|p| *p.borrow_mut() = fields.map(|f| (sqlstate, f)));
+        let pending = fields.map(|f| Pending {
+            code: sqlstate as i32,
+            values: [
+                (pg_sys::PG_DIAG_SCHEMA_NAME, f.schema),
+                (pg_sys::PG_DIAG_TABLE_NAME, f.table),
+                (pg_sys::PG_DIAG_COLUMN_NAME, f.column),
+                (pg_sys::PG_DIAG_CONSTRAINT_NAME, f.constraint),
+            ]
+            .into_iter()
+            // Names from the catalog never hold NUL; skip one that would.
+            .filter_map(|(field, value)| Some((field, CString::new(value).ok()?)))
+            .collect(),
+        });
+        PENDING.with(|p| *p.borrow_mut() = pending);
     }
 
     /// Forgets the fields at every (sub)transaction abort: the error they
@@ -303,7 +325,11 @@ pub mod fields {
     }
 
     fn forget() {
-        let _ = PENDING.try_with(|p| p.borrow_mut().take());
+        let _ = PENDING.try_with(|p| {
+            if p.borrow().is_some() {
+                p.borrow_mut().take();
+            }
+        });
     }
 
     #[pgrx::pg_guard]
@@ -360,6 +386,9 @@ pub mod fields {
         let result = unsafe { pg_sys::submodules::panic::pgrx_extern_c_guard(body) };
         // SAFETY: as above.
         unsafe { pg_sys::error_context_stack = callback.previous };
+        // Returning normally, no error leaves this frame: fields kept for
+        // one that was caught inside it are for nothing now.
+        forget();
         result
     }
 
@@ -367,34 +396,70 @@ pub mod fields {
     /// failure inside it (out of memory) becomes a recursive ERROR, which
     /// PostgreSQL handles, never an unwind into its C frames.
     ///
+    /// An ERROR that PostgreSQL raised with fields of its own (a CHECK or
+    /// unique violation of the table `fire` updates) passes through here
+    /// first: its fields are kept, since pgrx re-raises it at our boundary
+    /// without them, and are set again on that report.
+    ///
     /// # Safety
     /// Called by PostgreSQL from `errfinish`, with an error being reported.
     #[pgrx::pg_guard]
     pub unsafe extern "C-unwind" fn set_on_report(_arg: *mut std::ffi::c_void) {
+        // SAFETY: inside errfinish, the error being reported is current.
+        if let Some(own) = unsafe { fields_of_current_error() } {
+            PENDING.with(|p| *p.borrow_mut() = Some(own));
+            return;
+        }
+        // SAFETY: as above.
+        let code = unsafe { pg_sys::geterrcode() };
         PENDING.with(|p| {
             let pending = p.borrow();
-            let Some((sqlstate, f)) = pending.as_ref() else {
+            let Some(pending) = pending.as_ref().filter(|p| p.code == code) else {
                 return;
             };
-            // SAFETY: inside errfinish, the error being reported is current.
-            if unsafe { pg_sys::geterrcode() } != *sqlstate as i32 {
-                return;
-            }
-            let values = [
-                (pg_sys::PG_DIAG_SCHEMA_NAME, &f.schema),
-                (pg_sys::PG_DIAG_TABLE_NAME, &f.table),
-                (pg_sys::PG_DIAG_COLUMN_NAME, &f.column),
-                (pg_sys::PG_DIAG_CONSTRAINT_NAME, &f.constraint),
-            ];
-            for (field, value) in values {
-                // Names from the catalog never hold NUL; skip one that would.
-                let Ok(value) = CString::new(value.as_str()) else {
-                    continue;
-                };
+            for (field, value) in &pending.values {
                 // SAFETY: sets a field of the current error, which copies
                 // the string into the error's memory context.
-                unsafe { pg_sys::err_generic_string(field as i32, value.as_ptr()) };
+                unsafe { pg_sys::err_generic_string(i32::from(*field), value.as_ptr()) };
             }
         });
+    }
+
+    /// The standard fields the ERROR being reported carries already, if it
+    /// carries any (none for a WARNING or lower).
+    ///
+    /// # Safety
+    /// Called from an error context callback, inside `errfinish`.
+    unsafe fn fields_of_current_error() -> Option<Pending> {
+        // SAFETY: CopyErrorData copies the current error's data; it
+        // refuses ErrorContext, which errfinish has switched to, so the
+        // copy goes to TopMemoryContext and is freed before returning.
+        unsafe {
+            let previous = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+            let data = pg_sys::CopyErrorData();
+            pg_sys::MemoryContextSwitchTo(previous);
+            let e = &*data;
+            let found = (e.elevel >= pgrx::PgLogLevel::ERROR as i32)
+                .then(|| {
+                    let values: Vec<(u8, CString)> = [
+                        (pg_sys::PG_DIAG_SCHEMA_NAME, e.schema_name),
+                        (pg_sys::PG_DIAG_TABLE_NAME, e.table_name),
+                        (pg_sys::PG_DIAG_COLUMN_NAME, e.column_name),
+                        (pg_sys::PG_DIAG_DATATYPE_NAME, e.datatype_name),
+                        (pg_sys::PG_DIAG_CONSTRAINT_NAME, e.constraint_name),
+                    ]
+                    .into_iter()
+                    .filter(|(_, value)| !value.is_null())
+                    .map(|(field, value)| (field, CStr::from_ptr(value).to_owned()))
+                    .collect();
+                    (!values.is_empty()).then_some(Pending {
+                        code: e.sqlerrcode,
+                        values,
+                    })
+                })
+                .flatten();
+            pg_sys::FreeErrorData(data);
+            found
+        }
     }
 }

@@ -66,3 +66,31 @@ SELECT fsm.fire('depot.parcels', 2, 'pay', '{"amount": 1}');
 SELECT * FROM diag($$SELECT fsm.fire('depot.parcels', 2, 'send')$$);
 SELECT * FROM diag($$SELECT fsm.fire('depot.parcels', 1, 'lose')$$);
 SELECT * FROM diag($$SELECT 1 / 0$$);
+
+-- An error PostgreSQL raises with fields of its own keeps them when it
+-- passes through fsm: a CHECK violation of the table fire updates, and a
+-- unique violation in an action, read as from a plain UPDATE (fire's
+-- UPDATE runs inside fsm's function, which re-raises the error at its
+-- boundary).
+CREATE TABLE depot.crates (id int PRIMARY KEY, status text,
+                           CONSTRAINT no_paid_crate CHECK (status IS DISTINCT FROM 'paid'));
+SELECT fsm.create_machine('crate', '{
+  "states": {"new": {"initial": true}, "paid": {"final": true}},
+  "events": {"pay": {"from": "new", "to": "paid"}}}');
+SELECT fsm.attach('depot.crates', 'status', 'crate') IS NOT NULL AS attached;
+INSERT INTO depot.crates (id) VALUES (1);
+SELECT * FROM diag($$SELECT fsm.fire('depot.crates', 1, 'pay')$$);
+SELECT * FROM diag($$UPDATE depot.crates SET status = 'paid' WHERE id = 1$$);
+CREATE TABLE depot.bins (id int PRIMARY KEY, status text, slot int CONSTRAINT one_bin_per_slot UNIQUE);
+CREATE FUNCTION depot.take_slot_one(b depot.bins, payload jsonb) RETURNS void
+    LANGUAGE sql AS $$ UPDATE depot.bins SET slot = 1 WHERE id = b.id $$;
+SELECT fsm.create_machine('slotted', '{
+  "states": {"new": {"initial": true}, "done": {"final": true}},
+  "events": {"finish": {"from": "new", "to": "done", "action": "depot.take_slot_one"}}}');
+SELECT fsm.attach('depot.bins', 'status', 'slotted') IS NOT NULL AS attached;
+INSERT INTO depot.bins (id, slot) VALUES (1, 1), (2, 2);
+SELECT * FROM diag($$SELECT fsm.fire('depot.bins', 2, 'finish')$$);
+-- Nothing moved.
+SELECT id, status, slot FROM depot.bins ORDER BY id;
+-- A refusal right after still gets fsm's own fields, not those.
+SELECT * FROM diag($$SELECT fsm.fire('depot.bins', 2, 'nope')$$);
