@@ -2,9 +2,9 @@
 # The in-database layers of scripts/test.sh on one PostgreSQL, chosen by
 # FSM_PG (15 or 18, scripts/pg-env.sh): clippy for that version's build,
 # #[pg_test], then, with fsm installed, pg_regress, isolation specs,
-# concurrency, fuzz, pg_cron, pgbouncer, the Python integrations, the Rust
-# client, dump/restore, SIGKILL faults and the upgrade test, each against a
-# throwaway cluster of its own.
+# concurrency, fuzz, pg_cron, pgbouncer, the Python integrations, the live
+# consumer, the Rust client, dump/restore, SIGKILL faults and the upgrade
+# test, each against a throwaway cluster of its own.
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,8 @@ bash tests/pgbouncer/run.sh
 say "the Python integrations: Django (its test runner) and SQLAlchemy/Alembic (unittest), from PyPI"
 bash integrations/django/run-tests.sh
 bash integrations/sqlalchemy/run-tests.sh
+say "the LISTEN/NOTIFY consumer, killed and restarted mid-stream"
+bash tests/consumer/run.sh
 say "the Rust client example (tokio-postgres from crates.io)"
 bash integrations/rust-client/run-tests.sh
 bash benches/django/run.sh --smoke

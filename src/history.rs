@@ -289,7 +289,13 @@ fn current_user_datum() -> pg_sys::Datum {
 
 fn notify(b: &Binding, channel: &str, e: &Entry, id: &pgrx::Uuid) {
     let message = serde_json::json!({
-        "table": b.table,
+        // Always schema-qualified, as the regclass input reads it back: the
+        // same for every listener whatever the writer's search_path.
+        "table": format!(
+            "{}.{}",
+            crate::sql::quote_identifier(&b.schema_name),
+            crate::sql::quote_identifier(&b.relation_name)
+        ),
         "key": b.key.text(e.key.datum()),
         "event": e.event,
         "from": e.from,

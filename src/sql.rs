@@ -19,6 +19,22 @@ pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// `s` as PostgreSQL's `quote_ident` writes it: quoted only where it must
+/// be (`orders`, `"Orders"`, `"order"`), as `regclass` output quotes names.
+pub fn quote_identifier(s: &str) -> String {
+    let Ok(c) = std::ffi::CString::new(s) else {
+        // Catalog names never hold NUL; quote such a string ourselves.
+        return ident(s);
+    };
+    // SAFETY: quote_identifier reads a NUL-terminated string and returns
+    // it or a palloc'd quoted copy, which is copied out at once.
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr()))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// `"schema"."relation"` of a relation, read from the syscache.
 pub fn qualified_relation(relid: pg_sys::Oid) -> FsmResult<String> {
     // SAFETY: syscache lookups by oid; both return NULL when missing.

@@ -373,7 +373,7 @@ def listen():
             # Waits up to 3 s for the one that comes, 1 s for the one that does not.
             wait = 1 if c is b else 3
             got = [json.loads(n.payload) for n in c.notifies(timeout=wait, stop_after=1)]
-            received[name] = [(n["key"], n["event"], n["to"]) for n in got]
+            received[name] = [(n["table"], n["key"], n["event"], n["to"]) for n in got]
         late = []
         b.add_notify_handler(lambda n: late.append(n.payload))
         h = Holders()
@@ -383,7 +383,8 @@ def listen():
         finally:
             h.close()
     check("notifications of fsm.fire('parcels', 1, 'send') received", received,
-          {"direct": [("1", "send", "sent")], "session pool": [("1", "send", "sent")],
+          {"direct": [("public.parcels", "1", "send", "sent")],
+           "session pool": [("public.parcels", "1", "send", "sent")],
            "transaction pool": []})
     check("transaction pool: statements on the LISTEN backend afterwards, notifications then",
           (same, late), ([True] * 3, []))
