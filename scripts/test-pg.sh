@@ -3,8 +3,9 @@
 # FSM_PG (15 or 18, scripts/pg-env.sh): clippy for that version's build,
 # #[pg_test], then, with fsm installed, pg_regress, isolation specs,
 # concurrency, fuzz, pg_cron, pgbouncer, the Python integrations, the live
-# consumer, the Rust client, dump/restore, SIGKILL faults and the upgrade
-# test, each against a throwaway cluster of its own.
+# consumer, the Rust client, dump/restore, the operations page (tests/ops),
+# SIGKILL faults and the upgrade test, each against a throwaway cluster of
+# its own.
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +43,9 @@ bash tests/consumer/run.sh
 say "the Rust client example (tokio-postgres from crates.io)"
 bash integrations/rust-client/run-tests.sh
 bash benches/django/run.sh --smoke
-say "dump and restore, SIGKILL faults"
+say "dump and restore, the operations page (docs/operations.md), SIGKILL faults"
 bash tests/dump_restore/run.sh
+bash tests/ops/run.sh
 bash tests/faults/run.sh
 say "upgrade from the last release (builds it; leaves the current version installed)"
 bash tests/upgrade/run.sh

@@ -237,10 +237,15 @@ fn attach_column(
 
     let history_name = format!("{}_{}_history", prefix(&t.relname, 28), prefix(col, 24));
     // A history a detach kept (same name, fsm's append-only trigger, the
-    // key type, no binding) is taken back: re-attaching continues it.
+    // key type, no binding) is taken back: re-attaching continues it. It
+    // may be partitioned ('p'): a table cannot become partitioned in place,
+    // so partitioning a history by id range (docs/operations.md) detaches,
+    // puts a partitioned table of the same name in its place and attaches
+    // again. Its writes then take the INSERT (src/history_insert.rs).
     let (taken, kept) = Spi::get_two_with_args::<bool, bool>(
         "SELECT c.oid IS NOT NULL,
-                c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog.\"char\"
+                (c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog.\"char\"
+                 OR c.relkind OPERATOR(pg_catalog.=) 'p'::pg_catalog.\"char\")
                 AND EXISTS (SELECT FROM pg_catalog.pg_trigger g
                              WHERE g.tgrelid OPERATOR(pg_catalog.=) c.oid
                                AND g.tgfoid OPERATOR(pg_catalog.=) 'fsm.refuse_history_change()'::pg_catalog.regprocedure)
