@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 venv=${FSM_VENV:-$HOME/.cache/fsm-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
-"$venv/bin/pip" install -q --disable-pip-version-check "Django>=5.2,<6" "psycopg[binary]>=3.1" \
+"$venv/bin/pip" install -q --disable-pip-version-check "Django>=5.2,<6" "psycopg[binary]>=3.2" \
   "django-fsm-2>=4.2,<5" "django-fsm-log>=5,<6" "SQLAlchemy>=2.0,<3" "alembic>=1.12,<2" \
   -e ../python -e . -e ../sqlalchemy >&2
 echo "$venv"
