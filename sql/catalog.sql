@@ -132,8 +132,9 @@ CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.
 -- refuse what it cannot (the statement fails, nothing changes).
 --   * a renamed bound column: the binding takes the new name (the
 --     triggers' WHEN clauses keep columns by number and follow by themselves);
---   * a new owner: the history table follows it (history is written and
---     read as the history table's owner, who must stay the table's owner);
+--   * a new owner: the history table (and its partitions, if its owner
+--     partitioned it) follows it (history is written and read as the
+--     history table's owner, who must stay the table's owner);
 --   * the primary key gone, composite, or of another type than the history's
 --     entity_key: refused (entities would merge or vanish in history);
 --   * a bound table in an inheritance tree, or turned into a partition:
@@ -185,12 +186,17 @@ BEGIN
                   HINT = 'Use declarative partitioning and attach the machine to the partitioned table.';
     END IF;
 
+    -- A partitioned history (docs/operations.md) moves with its partitions:
+    -- ALTER TABLE … OWNER TO does not recurse to them.
     FOR moved IN
         SELECT DISTINCT h.oid AS history, t.relowner AS owner
           FROM fsm.binding b
           JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
-          JOIN pg_catalog.pg_class h ON h.oid = b.history::pg_catalog.oid
-         WHERE h.relowner <> t.relowner
+          CROSS JOIN LATERAL (SELECT b.history::pg_catalog.oid AS relid
+                              UNION
+                              SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree(b.history) p) part
+          JOIN pg_catalog.pg_class h ON h.oid = part.relid
+         WHERE h.relowner <> t.relowner AND h.relkind IN ('r', 'p')
     LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I',
                                   moved.history::pg_catalog.regclass, pg_catalog.pg_get_userbyid(moved.owner));

@@ -146,3 +146,69 @@ BEGIN
     END LOOP;
 END
 $upgrade$;
+
+-- A partitioned history moves to a new owner with its partitions.
+CREATE OR REPLACE FUNCTION fsm.follow_table_changes() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad record;
+    moved record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM fsm.binding) THEN
+        RETURN;
+    END IF;
+    UPDATE fsm.binding b SET col = a.attname
+      FROM pg_catalog.pg_event_trigger_ddl_commands() c
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.objid AND a.attnum = c.objsubid AND NOT a.attisdropped
+     WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objsubid > 0
+       AND c.objid = b.tbl::pg_catalog.oid
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute x
+                        WHERE x.attrelid = b.tbl::pg_catalog.oid AND x.attname = b.col AND NOT x.attisdropped)
+       AND NOT EXISTS (SELECT FROM fsm.binding o WHERE o.tbl = b.tbl AND o.col = a.attname);
+
+    -- Only for the tables this command changed: a key type is changed by
+    -- altering the history's entity_key first, then the table's key.
+    SELECT b.tbl, b.col INTO bad FROM fsm.binding b
+     WHERE b.tbl::pg_catalog.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
+                         JOIN pg_catalog.pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
+                         JOIN pg_catalog.pg_attribute h ON h.attrelid = b.history::pg_catalog.oid
+                                                       AND h.attname = 'entity_key' AND NOT h.attisdropped
+                        WHERE i.indrelid = b.tbl::pg_catalog.oid AND i.indisprimary AND i.indnkeyatts = 1
+                          AND k.atttypid = h.atttypid)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% needs a single-column primary key of the type its history is keyed by', bad.tbl, bad.col
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'To change the key''s type, alter the history''s entity_key first. To change the key, detach the machine first.';
+    END IF;
+
+    SELECT b.tbl, b.col INTO bad FROM fsm.binding b JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
+     WHERE t.relispartition
+        OR EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                    WHERE i.inhrelid = t.oid
+                       OR (i.inhparent = t.oid AND t.relkind <> 'p'))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% does not cover inheritance, nor a partition of its own', bad.tbl, bad.col
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Use declarative partitioning and attach the machine to the partitioned table.';
+    END IF;
+
+    -- A partitioned history (docs/operations.md) moves with its partitions:
+    -- ALTER TABLE … OWNER TO does not recurse to them.
+    FOR moved IN
+        SELECT DISTINCT h.oid AS history, t.relowner AS owner
+          FROM fsm.binding b
+          JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
+          CROSS JOIN LATERAL (SELECT b.history::pg_catalog.oid AS relid
+                              UNION
+                              SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree(b.history) p) part
+          JOIN pg_catalog.pg_class h ON h.oid = part.relid
+         WHERE h.relowner <> t.relowner AND h.relkind IN ('r', 'p')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I',
+                                  moved.history::pg_catalog.regclass, pg_catalog.pg_get_userbyid(moved.owner));
+    END LOOP;
+END
+$$;

@@ -13,9 +13,8 @@
 #     refused on the table and on every partition, idempotency retries;
 #   - idempotency keys unique without a unique index: pgbench, 4 clients
 #     firing 20 shared keys on 300 entities, each key recorded exactly once;
-#   - ownership: ALTER TABLE … OWNER TO moves the partitioned history only,
-#     history_add_months gives the partitions to the new owner, who can then
-#     add months without a superuser;
+#   - ownership: ALTER TABLE … OWNER TO moves the partitioned history and
+#     its partitions; the new owner adds months without a superuser;
 #   - retention: history_drop_before on a table with past monthly partitions
 #     drops exactly those that ended before the limit;
 #   - pg_dump -Fc + pg_restore bring the partitioned history back identical,
@@ -233,8 +232,8 @@ check "20 shared keys fired from 4 connections: each recorded once, by one paid 
     FROM orders_status_history WHERE idempotency_key LIKE 'shared-%'"
 
 # --- ownership ---------------------------------------------------------------
-check "ALTER TABLE orders OWNER TO moves the partitioned history, not its partitions" "shop_owner
-$PGUSER" -f - <<'SQL'
+check "ALTER TABLE orders OWNER TO moves the partitioned history and its partitions" "shop_owner
+shop_owner" -f - <<'SQL'
 CREATE ROLE shop_owner;
 GRANT CREATE ON SCHEMA public TO shop_owner;
 ALTER TABLE orders OWNER TO shop_owner;
@@ -242,7 +241,7 @@ SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'orders_status_histor
 SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ',') FROM history_partitions('orders_status_history') p
   JOIN pg_class c ON c.oid = p.partition;
 SQL
-check "history_add_months (superuser) gives the partitions to the new owner" "0
+check "history_add_months (superuser) finds the partitions the new owner's already" "0
 shop_owner" -f - <<'SQL'
 SELECT history_add_months('orders_status_history', 3);
 SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ',') FROM history_partitions('orders_status_history') p
