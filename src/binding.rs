@@ -156,7 +156,8 @@ pub struct Binding {
     /// `search_path` the session sets.
     pub table_sql: String,
     pub key_column: String,
-    pub notify: Option<String>,
+    /// Where each transition is announced, when the binding has `notify`.
+    pub notify: Option<NotifyTarget>,
     pub events: Vec<EventRuntime>,
     /// Plans of `Statement`s.
     pub plans: PlanCache<Statement>,
@@ -431,6 +432,16 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
             })
             .collect();
     let (schema_name, relation_name) = relation_names(s.bound_relid);
+    let notify = s.notify.map(|channel| NotifyTarget {
+        channel,
+        // Always schema-qualified, as regclass input reads it back: the
+        // same for every listener whatever the writer's search_path.
+        table: format!(
+            "{}.{}",
+            sql::quote_identifier(&schema_name),
+            sql::quote_identifier(&relation_name)
+        ),
+    });
     Ok(Binding {
         relid,
         bound_relid: s.bound_relid,
@@ -452,13 +463,19 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
         history_owner,
         protect: s.protect,
         key_column,
-        notify: s.notify,
+        notify,
         events,
         plans: PlanCache::default(),
         insert_history: OnceCell::new(),
         insert_history_rows: OnceCell::new(),
         notify_plan: OnceCell::new(),
     })
+}
+
+/// A binding's `notify`: the channel, and the table as its payload names it.
+pub struct NotifyTarget {
+    pub channel: String,
+    pub table: String,
 }
 
 /// The schema and name of a live relation, unquoted, from the syscache.

@@ -7,7 +7,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::binding::Binding;
+use crate::binding::{Binding, NotifyTarget};
 use crate::history_insert;
 use crate::json::Jsonb;
 use crate::key::{Key, TypeStorage};
@@ -67,8 +67,8 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
     if !history_insert::insert(b, values) {
         insert_through_spi(b, values);
     }
-    if let Some(channel) = &b.notify {
-        connected(|| notify(b, channel, e, &id));
+    if let Some(target) = &b.notify {
+        connected(|| notify(b, target, e, &id));
     }
 }
 
@@ -287,15 +287,9 @@ fn current_user_datum() -> pg_sys::Datum {
     )
 }
 
-fn notify(b: &Binding, channel: &str, e: &Entry, id: &pgrx::Uuid) {
+fn notify(b: &Binding, target: &NotifyTarget, e: &Entry, id: &pgrx::Uuid) {
     let message = serde_json::json!({
-        // Always schema-qualified, as the regclass input reads it back: the
-        // same for every listener whatever the writer's search_path.
-        "table": format!(
-            "{}.{}",
-            crate::sql::quote_identifier(&b.schema_name),
-            crate::sql::quote_identifier(&b.relation_name)
-        ),
+        "table": target.table,
         "key": b.key.text(e.key.datum()),
         "event": e.event,
         "from": e.from,
@@ -310,7 +304,10 @@ fn notify(b: &Binding, channel: &str, e: &Entry, id: &pgrx::Uuid) {
         )
     });
     plan.execute(
-        &[channel.into_datum(), message.as_str().into_datum()],
+        &[
+            target.channel.as_str().into_datum(),
+            message.as_str().into_datum(),
+        ],
         false,
     );
 }
