@@ -211,8 +211,8 @@ pub type FsmResult<T> = Result<T, FsmError>;
 
 /// A SQLSTATE's five characters ("P0001"), unpacked as PostgreSQL's
 /// `unpack_sql_state` does: six bits per character, first character lowest.
-pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
-    let mut packed = code as i32;
+pub fn sqlstate_text(code: impl Into<PackedSqlState>) -> String {
+    let mut packed = code.into().0;
     (0..5)
         .map(|_| {
             let c = char::from(b'0' + (packed & 0x3F) as u8);
@@ -220,6 +220,21 @@ pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
             c
         })
         .collect()
+}
+
+/// A SQLSTATE packed as PostgreSQL keeps it (`ErrorData.sqlerrcode`).
+pub struct PackedSqlState(pub i32);
+
+impl From<PgSqlErrorCode> for PackedSqlState {
+    fn from(code: PgSqlErrorCode) -> PackedSqlState {
+        PackedSqlState(code as i32)
+    }
+}
+
+impl From<i32> for PackedSqlState {
+    fn from(code: i32) -> PackedSqlState {
+        PackedSqlState(code)
+    }
 }
 
 /// A required SQL argument: NULL is refused with 22004.
@@ -265,20 +280,18 @@ impl<T> NoRowIsNone<T> for Result<Option<T>, pgrx::spi::SpiError> {
 /// Carries an error's [`Fields`] to PostgreSQL. pgrx raises an ERROR by
 /// unwinding to the function's boundary and reporting it there, with
 /// message, detail and hint only; so the fields wait here, and an error
-/// context callback that every raw V1 function pushes (`v1_function!`)
-/// sets them while PostgreSQL builds the report (context callbacks run
-/// inside `errfinish`, with the error's data current).
+/// context callback of every entry point's boundary (`boundary`) sets
+/// them while PostgreSQL builds the report (context callbacks run inside
+/// `errfinish`, with the error's data current).
 ///
 /// The fields are set only on an error of the SQLSTATE they were raised
 /// with, and are forgotten when a (sub)transaction aborts, so an error
 /// caught and followed by another never lends the next one its fields. An
-/// fsm error raised inside a nested statement of ours and re-raised at the
-/// outer boundary keeps them. So does an error PostgreSQL raised with
-/// fields of its own inside our functions (a CHECK or unique violation of
-/// the row `fire` updates): pgrx re-raises it without them.
+/// fsm error raised inside a nested statement of ours leaves the outer
+/// boundary as raised, fields included (`boundary`).
 pub mod fields {
     use std::cell::RefCell;
-    use std::ffi::{CStr, CString};
+    use std::ffi::CString;
 
     use pgrx::{pg_sys, PgSqlErrorCode};
 
@@ -324,7 +337,8 @@ pub mod fields {
         }
     }
 
-    fn forget() {
+    /// Forgets the fields: the error they were for is over.
+    pub fn forget() {
         let _ = PENDING.try_with(|p| {
             if p.borrow().is_some() {
                 p.borrow_mut().take();
@@ -356,68 +370,28 @@ pub mod fields {
         }
     }
 
-    /// Runs `body` as pgrx runs an `extern "C-unwind"` function's body
-    /// (a panic or an ERROR becomes an ERROR reported here), with the
-    /// callback that sets the fields on the stack while it is reported.
-    /// Every entry point of ours that can see an fsm refusal pass calls
-    /// this: the raw V1 functions, and the executor and utility hooks,
-    /// which re-raise an ERROR their standard function raised (an AFTER
-    /// trigger's refusal among them) and would otherwise report it bare.
+    /// Sets the waiting fields on the ERROR being reported, when it is the
+    /// one they were stashed for (same SQLSTATE) and carries none of its
+    /// own: an error PostgreSQL raised with fields keeps them. Called by
+    /// the boundary's error context callback (`boundary`).
     ///
     /// # Safety
-    /// Called directly by an `extern "C-unwind"` function, as its whole
-    /// body: an ERROR leaves through PostgreSQL's longjmp, past this frame
-    /// and the caller's, which hold nothing to drop.
-    #[inline(always)]
-    pub unsafe fn guarded<R>(body: impl FnOnce() -> R) -> R {
-        // The callback lives in this frame, which is live while the guard
-        // reports an error; it is popped on return. On an ERROR, whoever
-        // catches it restores error_context_stack.
-        let mut callback = pg_sys::ErrorContextCallback {
-            // SAFETY: error_context_stack is the backend's; read and
-            // written on its one thread.
-            previous: unsafe { pg_sys::error_context_stack },
-            callback: Some(set_on_report),
-            arg: std::ptr::null_mut(),
-        };
-        // SAFETY: as above; `callback` outlives its place on the stack.
-        unsafe { pg_sys::error_context_stack = &mut callback };
-        // SAFETY: the caller's contract.
-        let result = unsafe { pg_sys::submodules::panic::pgrx_extern_c_guard(body) };
-        // SAFETY: as above.
-        unsafe { pg_sys::error_context_stack = callback.previous };
-        // Returning normally, no error leaves this frame: fields kept for
-        // one that was caught inside it are for nothing now.
-        forget();
-        result
-    }
-
-    /// The error context callback (see the module's comment). Guarded: a
-    /// failure inside it (out of memory) becomes a recursive ERROR, which
-    /// PostgreSQL handles, never an unwind into its C frames.
-    ///
-    /// An ERROR that PostgreSQL raised with fields of its own (a CHECK or
-    /// unique violation of the table `fire` updates) passes through here
-    /// first: its fields are kept, since pgrx re-raises it at our boundary
-    /// without them, and are set again on that report.
-    ///
-    /// # Safety
-    /// Called by PostgreSQL from `errfinish`, with an error being reported.
-    #[pgrx::pg_guard]
-    pub unsafe extern "C-unwind" fn set_on_report(_arg: *mut std::ffi::c_void) {
-        // SAFETY: inside errfinish, the error being reported is current.
-        if let Some(own) = unsafe { fields_of_current_error() } {
-            PENDING.with(|p| *p.borrow_mut() = Some(own));
+    /// Called from an error context callback, inside `errfinish`.
+    pub unsafe fn set_on_current_error() {
+        if PENDING.with(|p| p.borrow().is_none()) {
             return;
         }
-        // SAFETY: as above.
+        // SAFETY: inside errfinish, the error being reported is current.
         let code = unsafe { pg_sys::geterrcode() };
+        if !PENDING.with(|p| p.borrow().as_ref().is_some_and(|p| p.code == code)) {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        if unsafe { current_error_has_fields() } {
+            return;
+        }
         PENDING.with(|p| {
-            let pending = p.borrow();
-            let Some(pending) = pending.as_ref().filter(|p| p.code == code) else {
-                return;
-            };
-            for (field, value) in &pending.values {
+            for (field, value) in p.borrow().iter().flat_map(|p| p.values.iter()) {
                 // SAFETY: sets a field of the current error, which copies
                 // the string into the error's memory context.
                 unsafe { pg_sys::err_generic_string(i32::from(*field), value.as_ptr()) };
@@ -425,12 +399,11 @@ pub mod fields {
         });
     }
 
-    /// The standard fields the ERROR being reported carries already, if it
-    /// carries any (none for a WARNING or lower).
+    /// Whether the ERROR being reported carries a standard field already.
     ///
     /// # Safety
     /// Called from an error context callback, inside `errfinish`.
-    unsafe fn fields_of_current_error() -> Option<Pending> {
+    unsafe fn current_error_has_fields() -> bool {
         // SAFETY: CopyErrorData copies the current error's data; it
         // refuses ErrorContext, which errfinish has switched to, so the
         // copy goes to TopMemoryContext and is freed before returning.
@@ -439,27 +412,17 @@ pub mod fields {
             let data = pg_sys::CopyErrorData();
             pg_sys::MemoryContextSwitchTo(previous);
             let e = &*data;
-            let found = (e.elevel >= pgrx::PgLogLevel::ERROR as i32)
-                .then(|| {
-                    let values: Vec<(u8, CString)> = [
-                        (pg_sys::PG_DIAG_SCHEMA_NAME, e.schema_name),
-                        (pg_sys::PG_DIAG_TABLE_NAME, e.table_name),
-                        (pg_sys::PG_DIAG_COLUMN_NAME, e.column_name),
-                        (pg_sys::PG_DIAG_DATATYPE_NAME, e.datatype_name),
-                        (pg_sys::PG_DIAG_CONSTRAINT_NAME, e.constraint_name),
-                    ]
-                    .into_iter()
-                    .filter(|(_, value)| !value.is_null())
-                    .map(|(field, value)| (field, CStr::from_ptr(value).to_owned()))
-                    .collect();
-                    (!values.is_empty()).then_some(Pending {
-                        code: e.sqlerrcode,
-                        values,
-                    })
-                })
-                .flatten();
+            let has = [
+                e.schema_name,
+                e.table_name,
+                e.column_name,
+                e.datatype_name,
+                e.constraint_name,
+            ]
+            .iter()
+            .any(|value| !value.is_null());
             pg_sys::FreeErrorData(data);
-            found
+            has
         }
     }
 }

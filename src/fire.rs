@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 use crate::args::Args;
 use crate::binding::{self, Binding, FireStatement, Statement};
 use crate::cache;
-use crate::error::{clip, clip_to, required, sqlstate_text, ErrorKind, FsmError, FsmResult};
+use crate::error::{clip, clip_to, required, ErrorKind, FsmError, FsmResult};
 use crate::history::{self, Entry};
 use crate::json::Jsonb;
 use crate::key::Key;
@@ -233,7 +233,7 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
         Err(caught) if transition::action_failed(mark, b, event_id) => {
             let (sqlstate, message) = match &caught {
                 CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => {
-                    (sqlstate_text(e.sql_error_code()), e.message().to_owned())
+                    (crate::boundary::sqlstate_of(e), e.message().to_owned())
                 }
                 CaughtError::RustPanic { .. } => caught.rethrow(),
             };

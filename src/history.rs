@@ -42,14 +42,47 @@ pub struct Held {
     pub to: StateId,
 }
 
+/// Who made a move: the role it ran as and `fsm.actor` then.
+pub struct Who {
+    pub user: pg_sys::Oid,
+    pub actor: Option<std::ffi::CString>,
+}
+
+impl Who {
+    pub fn now() -> Who {
+        Who {
+            // SAFETY: reads the current user id.
+            user: unsafe { pg_sys::GetUserId() },
+            actor: settings::value(&settings::ACTOR).map(std::ffi::CStr::to_owned),
+        }
+    }
+
+    /// Whether the role and `fsm.actor` now are these, without allocating.
+    pub fn is_now(&self) -> bool {
+        // SAFETY: reads the current user id.
+        self.user == unsafe { pg_sys::GetUserId() }
+            && self.actor.as_deref() == settings::value(&settings::ACTOR)
+    }
+
+    fn actor_datum(&self) -> Option<pg_sys::Datum> {
+        self.actor.as_ref().map(|a| text_datum(a.to_bytes()))
+    }
+
+    fn user_datum(&self) -> pg_sys::Datum {
+        user_name_datum(self.user)
+    }
+}
+
 /// Appends the row and, with `notify`, queues the NOTIFY; returns its id.
+/// The move is made now, by the current role.
 pub fn append(b: &Binding, e: &Entry) -> pgrx::Uuid {
     let id = uuid7::next();
-    append_with_id(b, e, id);
+    append_with_id(b, e, id, None);
     id
 }
 
-fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
+/// `who`: who made the move, `None` for the current role and actor.
+fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid, who: Option<&Who>) {
     let values = || -> history_insert::Values {
         [
             id.into_datum(),
@@ -58,8 +91,8 @@ fn append_with_id(b: &Binding, e: &Entry, id: pgrx::Uuid) {
             e.from.into_datum(),
             e.to.into_datum(),
             e.payload.map(Jsonb::datum),
-            actor_datum(),
-            Some(current_user_datum()),
+            who.map_or_else(actor_datum, Who::actor_datum),
+            Some(who.map_or_else(current_user_datum, Who::user_datum)),
             b.machine_version.into_datum(),
             e.idempotency_key,
         ]
@@ -109,7 +142,7 @@ fn insert_through_spi(b: &Binding, values: impl FnOnce() -> history_insert::Valu
 
 /// Appends the history rows `pending` held for one binding, with one
 /// INSERT from arrays (a single row goes the cheaper one-row way).
-pub fn append_rows(b: &Binding, rows: &[Held]) {
+pub fn append_rows(b: &Binding, who: &Who, rows: &[Held]) {
     let machine = &b.machine;
     match rows {
         [] => return,
@@ -123,7 +156,7 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
                 payload: None,
                 idempotency_key: None,
             };
-            return append_with_id(b, &entry, pgrx::Uuid::from_bytes(one.id));
+            return append_with_id(b, &entry, pgrx::Uuid::from_bytes(one.id), Some(who));
         }
         _ => {}
     }
@@ -176,8 +209,8 @@ pub fn append_rows(b: &Binding, rows: &[Held]) {
             Some(array(&events, TEXT)),
             Some(array(&froms, TEXT)),
             Some(array(&tos, TEXT)),
-            actor_datum(),
-            Some(current_user_datum()),
+            who.actor_datum(),
+            Some(who.user_datum()),
             b.machine_version.into_datum(),
         ];
         as_user(b.history_owner, Restrict::Restricted, || {
@@ -280,11 +313,20 @@ fn actor_datum() -> Option<pg_sys::Datum> {
 
 /// `current_user` as a text datum, without going through a Rust string.
 fn current_user_datum() -> pg_sys::Datum {
-    // SAFETY: the current user exists; its name is a NUL-terminated palloc'd string.
-    text_datum(
-        unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }
-            .to_bytes(),
-    )
+    // SAFETY: reads the current user id.
+    user_name_datum(unsafe { pg_sys::GetUserId() })
+}
+
+/// A role's name as a text datum; its oid if it was dropped since.
+fn user_name_datum(user: pg_sys::Oid) -> pg_sys::Datum {
+    // SAFETY: GetUserNameFromId with noerr returns NULL or a NUL-terminated
+    // palloc'd string.
+    let name = unsafe { pg_sys::GetUserNameFromId(user, true) };
+    if name.is_null() {
+        return text_datum(user.to_u32().to_string().as_bytes());
+    }
+    // SAFETY: as above, not NULL.
+    text_datum(unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes())
 }
 
 fn notify(b: &Binding, target: &NotifyTarget, e: &Entry, id: &pgrx::Uuid) {

@@ -20,6 +20,7 @@ mod args;
 mod ask;
 mod attach;
 mod binding;
+mod boundary;
 mod cache;
 mod callable;
 mod enforce;

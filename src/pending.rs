@@ -31,22 +31,29 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 
 use crate::binding::Binding;
-use crate::history::{self, Held};
+use crate::history::{self, Held, Who};
 use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, StateId};
 
 /// Rows held in all before they are appended.
 const FLUSH_AT: usize = 10_000;
 
+/// Rows of one binding, held at one subtransaction level, moved by one
+/// role with one `fsm.actor`: both are taken when the move happens, not
+/// from whoever appends the rows later.
 struct Batch {
     binding: Rc<Binding>,
     level: i32,
+    who: Who,
     rows: Vec<Held>,
 }
 
 thread_local! {
     static HELD: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
     static HELD_COUNT: Cell<usize> = const { Cell::new(0) };
+    /// Rows held at which `hold` flushes: `FLUSH_AT` above what the last
+    /// flush left to outer levels.
+    static FLUSH_NEXT: Cell<usize> = const { Cell::new(FLUSH_AT) };
     /// Where held keys live; a child of TopTransactionContext, so it dies
     /// with the transaction at the latest.
     static KEYS: Cell<pg_sys::MemoryContext> = const { Cell::new(std::ptr::null_mut()) };
@@ -74,13 +81,14 @@ pub fn hold(b: &Rc<Binding>, key: Key, event: Option<EventId>, from: Option<Stat
         let mut held = held.borrow_mut();
         let batch = match held
             .iter_mut()
-            .position(|x| Rc::ptr_eq(&x.binding, b) && x.level == level)
+            .position(|x| Rc::ptr_eq(&x.binding, b) && x.level == level && x.who.is_now())
         {
             Some(i) => &mut held[i],
             None => {
                 held.push(Batch {
                     binding: b.clone(),
                     level,
+                    who: Who::now(),
                     rows: Vec::new(),
                 });
                 held.last_mut().expect("just pushed")
@@ -92,7 +100,7 @@ pub fn hold(b: &Rc<Binding>, key: Key, event: Option<EventId>, from: Option<Stat
         c.set(c.get() + 1);
         c.get()
     });
-    if count >= FLUSH_AT {
+    if count >= FLUSH_NEXT.with(Cell::get) {
         flush();
     }
 }
@@ -138,15 +146,35 @@ fn keep(key: pg_sys::Datum, storage: TypeStorage) -> pg_sys::Datum {
     }
 }
 
-/// Appends every held row. The batches are taken out first, so an
+/// Appends the rows held at the current subtransaction level or deeper.
+/// Rows an outer level holds (an UPDATE whose AFTER trigger runs a
+/// statement inside `BEGIN … EXCEPTION`) wait for their own level: appended
+/// here, they would be lost with an inner subtransaction that rolls back
+/// while their moves stay. The batches are taken out first, so an
 /// append's own statement (which ends in `ExecutorFinish` too) finds
 /// nothing to do.
 pub fn flush() {
     if HELD_COUNT.with(Cell::get) == 0 {
         return;
     }
-    let batches: Vec<Batch> = HELD.with(|held| std::mem::take(&mut *held.borrow_mut()));
-    HELD_COUNT.with(|c| c.set(0));
+    let level = nest_level();
+    let batches: Vec<Batch> = HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.iter().all(|b| b.level >= level) {
+            return std::mem::take(&mut *held);
+        }
+        let (mine, outer) = std::mem::take(&mut *held)
+            .into_iter()
+            .partition(|b| b.level >= level);
+        *held = outer;
+        mine
+    });
+    let left: usize = HELD.with(|held| held.borrow().iter().map(|b| b.rows.len()).sum());
+    HELD_COUNT.with(|c| c.set(left));
+    FLUSH_NEXT.with(|n| n.set(left + FLUSH_AT));
+    if batches.is_empty() {
+        return;
+    }
     // Before commit (or in a statement whose executor started before this
     // library was loaded, so no hook of ours saw it finish) there is no
     // active snapshot; SPI needs one.
@@ -160,7 +188,7 @@ pub fn flush() {
         missing
     };
     for batch in &batches {
-        history::append_rows(&batch.binding, &batch.rows);
+        history::append_rows(&batch.binding, &batch.who, &batch.rows);
     }
     if pushed {
         // SAFETY: pops the snapshot pushed above.
@@ -186,6 +214,7 @@ fn release_keys() {
 fn forget_all() {
     let _ = HELD.try_with(|held| held.borrow_mut().clear());
     let _ = HELD_COUNT.try_with(|c| c.set(0));
+    let _ = FLUSH_NEXT.try_with(|c| c.set(FLUSH_AT));
     // TopTransactionContext, its parent, is being reset or deleted.
     let _ = KEYS.try_with(|k| k.set(std::ptr::null_mut()));
 }
@@ -205,33 +234,56 @@ pub fn register_callbacks() {
     }
 }
 
-/// Both hooks run their body through `error::fields::guarded` rather than
-/// `#[pg_guard]`: an ERROR their standard function raises (an AFTER
-/// trigger's refusal) is re-raised here, and must keep its error fields.
+/// PostgreSQL's standard hook functions, called without pgrx's
+/// `pg_guard_ffi_boundary`: an ERROR they raise (anyone's: a `DO` block's
+/// `RAISE`, an AFTER trigger's refusal) longjmps past the hook untouched,
+/// as if no hook of ours were installed.
+mod standard {
+    use pgrx::pg_sys;
+
+    unsafe extern "C-unwind" {
+        pub fn standard_ExecutorFinish(query: *mut pg_sys::QueryDesc);
+        #[allow(clippy::too_many_arguments)]
+        pub fn standard_ProcessUtility(
+            statement: *mut pg_sys::PlannedStmt,
+            query: *const std::ffi::c_char,
+            read_only_tree: bool,
+            context: pg_sys::ProcessUtilityContext::Type,
+            params: pg_sys::ParamListInfo,
+            environment: *mut pg_sys::QueryEnvironment,
+            destination: *mut pg_sys::DestReceiver,
+            completion: *mut pg_sys::QueryCompletion,
+        );
+    }
+}
+
+/// The hooks call down the chain first, outside any boundary of ours, so
+/// an error raised there is never caught or re-raised by fsm; only the
+/// flush of held rows, fsm's own work, runs in a boundary.
 unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
-    let body = move || {
-        // SAFETY: the hook chain's contract: call the previous hook or the
-        // standard function with the same query; an ERROR raised by another
-        // extension's hook is caught at the boundary and re-raised.
-        unsafe {
-            match PREVIOUS_FINISH.with(Cell::get) {
-                Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(query)),
-                None => pg_sys::standard_ExecutorFinish(query),
-            }
+    // SAFETY: the hook chain's contract: call the previous hook or the
+    // standard function with the same query. This frame holds nothing to
+    // drop, so an ERROR may longjmp past it.
+    unsafe {
+        match PREVIOUS_FINISH.with(Cell::get) {
+            Some(previous) => previous(query),
+            None => standard::standard_ExecutorFinish(query),
         }
-        // Only after a statement that writes: a read-only query (a guard's
-        // SELECT while an UPDATE's AFTER triggers fire) must not write.
-        // SAFETY: the query descriptor and its plan live until ExecutorEnd.
-        let writes = unsafe {
-            (*query).operation != pg_sys::CmdType::CMD_SELECT
-                || (!(*query).plannedstmt.is_null() && (*(*query).plannedstmt).hasModifyingCTE)
-        };
-        if writes {
-            flush();
-        }
+    }
+    if HELD_COUNT.with(Cell::get) == 0 {
+        return;
+    }
+    // Only after a statement that writes: a read-only query (a guard's
+    // SELECT while an UPDATE's AFTER triggers fire) must not write.
+    // SAFETY: the query descriptor and its plan live until ExecutorEnd.
+    let writes = unsafe {
+        (*query).operation != pg_sys::CmdType::CMD_SELECT
+            || (!(*query).plannedstmt.is_null() && (*(*query).plannedstmt).hasModifyingCTE)
     };
-    // SAFETY: the whole body of this extern function.
-    unsafe { crate::error::fields::guarded(body) }
+    if writes {
+        // SAFETY: the rest of this extern function's body.
+        unsafe { crate::boundary::guarded(flush) }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -245,43 +297,38 @@ unsafe extern "C-unwind" fn process_utility(
     destination: *mut pg_sys::DestReceiver,
     completion: *mut pg_sys::QueryCompletion,
 ) {
-    let body = move || {
-        // SAFETY: as above, the same arguments passed down the chain.
-        unsafe {
-            match PREVIOUS_UTILITY.with(Cell::get) {
-                Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                    previous(
-                        statement,
-                        query,
-                        read_only_tree,
-                        context,
-                        params,
-                        environment,
-                        destination,
-                        completion,
-                    )
-                }),
-                None => pg_sys::standard_ProcessUtility(
-                    statement,
-                    query,
-                    read_only_tree,
-                    context,
-                    params,
-                    environment,
-                    destination,
-                    completion,
-                ),
-            }
+    // SAFETY: as above, the same arguments passed down the chain.
+    unsafe {
+        match PREVIOUS_UTILITY.with(Cell::get) {
+            Some(previous) => previous(
+                statement,
+                query,
+                read_only_tree,
+                context,
+                params,
+                environment,
+                destination,
+                completion,
+            ),
+            None => standard::standard_ProcessUtility(
+                statement,
+                query,
+                read_only_tree,
+                context,
+                params,
+                environment,
+                destination,
+                completion,
+            ),
         }
-        // COMMIT and ROLLBACK end the transaction inside the call: nothing is
-        // held then (pre-commit appended it, abort dropped it).
-        // SAFETY: reads the transaction state.
-        if unsafe { pg_sys::IsTransactionState() } {
-            flush();
-        }
-    };
-    // SAFETY: the whole body of this extern function.
-    unsafe { crate::error::fields::guarded(body) }
+    }
+    // COMMIT and ROLLBACK end the transaction inside the call: nothing is
+    // held then (pre-commit appended it, abort dropped it).
+    // SAFETY: reads the transaction state.
+    if HELD_COUNT.with(Cell::get) != 0 && unsafe { pg_sys::IsTransactionState() } {
+        // SAFETY: the rest of this extern function's body.
+        unsafe { crate::boundary::guarded(flush) }
+    }
 }
 
 #[pgrx::pg_guard]
@@ -300,6 +347,7 @@ unsafe extern "C-unwind" fn on_xact_event(
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             forget_all();
             crate::transition::forget_unfinished_actions();
+            crate::boundary::at_transaction_end();
         }
         _ => {}
     }

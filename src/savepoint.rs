@@ -44,7 +44,7 @@ pub fn attempt<R>(work: impl FnOnce() -> R) -> Result<R, CaughtError> {
     match outcome {
         Err(panic @ CaughtError::RustPanic { .. }) => panic.rethrow(),
         Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e))
-            if crate::error::sqlstate_text(e.sql_error_code()).starts_with("57") =>
+            if crate::boundary::sqlstate_of(&e).starts_with("57") =>
         {
             CaughtError::PostgresError(e).rethrow()
         }

@@ -6,7 +6,8 @@
 /// Exports `$name` as a V1 function running `$body`, an
 /// `unsafe fn(FunctionCallInfo) -> FsmResult<Datum>`. An `Err` is raised
 /// with its SQLSTATE (and its error fields: `error::fields`); a Rust panic
-/// becomes an ERROR, as in any pgrx function.
+/// becomes an ERROR, as in any pgrx function; an ERROR PostgreSQL raised
+/// inside leaves as raised (`boundary`).
 macro_rules! v1_function {
     ($name:ident, $finfo:ident, $body:path) => {
         #[unsafe(no_mangle)]
@@ -28,7 +29,7 @@ macro_rules! v1_function {
                 unsafe { $body(fcinfo) }.unwrap_or_else(|e| e.raise())
             };
             // SAFETY: the whole body of this extern function.
-            unsafe { $crate::error::fields::guarded(body) }
+            unsafe { $crate::boundary::guarded(body) }
         }
     };
 }
