@@ -242,7 +242,11 @@ fn attach_column(
     // so partitioning a history by id range (docs/operations.md) detaches,
     // puts a partitioned table of the same name in its place and attaches
     // again. Its writes then take the INSERT (src/history_insert.rs).
-    let (taken, kept) = Spi::get_two_with_args::<bool, bool>(
+    // Only a history the table's owner owns, partitions included, is taken
+    // back: another role's table of that name (made where the caller may
+    // create, or kept after that role's own detach) would be handed over
+    // with its rows.
+    let (taken, kept, owned) = Spi::get_three_with_args::<bool, bool, bool>(
         "SELECT c.oid IS NOT NULL,
                 (c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog.\"char\"
                  OR c.relkind OPERATOR(pg_catalog.=) 'p'::pg_catalog.\"char\")
@@ -252,15 +256,30 @@ fn attach_column(
                 AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
                              WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) 'entity_key'
                                AND a.atttypid OPERATOR(pg_catalog.=) $3 AND NOT a.attisdropped)
-                AND NOT EXISTS (SELECT FROM fsm.binding b WHERE b.history::pg_catalog.oid OPERATOR(pg_catalog.=) c.oid)
+                AND NOT EXISTS (SELECT FROM fsm.binding b WHERE b.history::pg_catalog.oid OPERATOR(pg_catalog.=) c.oid),
+                c.relowner OPERATOR(pg_catalog.=) $4
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(c.oid) p
+                              JOIN pg_catalog.pg_class pc ON pc.oid OPERATOR(pg_catalog.=) p.relid
+                             WHERE pc.relowner OPERATOR(pg_catalog.<>) $4)
            FROM (SELECT) AS one
            LEFT JOIN (pg_catalog.pg_class c
                       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace)
                   ON n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name
                  AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
-        &[t.schema.as_str().into(), history_name.as_str().into(), key.0.into()],
+        &[t.schema.as_str().into(), history_name.as_str().into(), key.0.into(), t.owner.into()],
     )?;
     let (taken, kept) = (taken.unwrap_or(false), kept.unwrap_or(false));
+    if kept && !owned.unwrap_or(false) {
+        return Err(FsmError::new(
+            ErrorKind::InsufficientPrivilege,
+            format!(
+                "the kept history table {}.{history_name} is not owned by the owner of {}",
+                t.schema, t.display
+            ),
+        )
+        .detail("A kept history is taken back only when the table's owner owns it, and every partition of it.")
+        .hint("Have its owner give it to the table's owner (ALTER TABLE … OWNER TO), or drop or rename it, then attach again."));
+    }
     if taken && !kept {
         return Err(FsmError::new(
             ErrorKind::DuplicateTable,

@@ -118,7 +118,9 @@ pub unsafe fn guarded<R>(body: impl FnOnce() -> R) -> R {
             // Ours, or a panic: pgrx reports it here, the callback still
             // on the stack to set its fields.
             // SAFETY: the caller's contract.
-            unsafe { pg_sys::submodules::panic::pgrx_extern_c_guard(move || resume_unwind(payload)) }
+            unsafe {
+                pg_sys::submodules::panic::pgrx_extern_c_guard(move || resume_unwind(payload))
+            }
         }
     }
 }

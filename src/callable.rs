@@ -72,22 +72,26 @@ pub fn resolve(
             pg_sys::get_rel_namespace(table_oid),
         )
     };
-    let row_type = crate::sql::qualified_type(row_type, -1);
+    // The name is split as PostgreSQL reads an identifier (parse_ident):
+    // a dot inside double quotes is part of the name, never a schema.
     let found = Spi::connect(|client| -> FsmResult<Option<(String, String)>> {
         let rows = client.select(
-            "SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+            "WITH name AS (SELECT pg_catalog.parse_ident($1) AS parts)
+             SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
                     OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.proname::pg_catalog.text),
                     pg_catalog.format_type(p.prorettype, NULL)
-               FROM pg_catalog.pg_proc p
+               FROM name, pg_catalog.pg_proc p
                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
-              WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(pg_catalog.concat(
-                      CASE WHEN pg_catalog.strpos($1, '.') OPERATOR(pg_catalog.>) 0 THEN ''
-                           ELSE (SELECT pg_catalog.quote_ident(s.nspname::pg_catalog.text)
-                                   FROM pg_catalog.pg_namespace s WHERE s.oid OPERATOR(pg_catalog.=) $3)
-                                OPERATOR(pg_catalog.||) '.' END,
-                      $1, '(', $2, ', pg_catalog.jsonb)'))",
+              WHERE pg_catalog.array_length(name.parts, 1) OPERATOR(pg_catalog.<=) 2
+                AND p.proname OPERATOR(pg_catalog.=) name.parts[pg_catalog.array_length(name.parts, 1)]
+                AND CASE WHEN pg_catalog.array_length(name.parts, 1) OPERATOR(pg_catalog.=) 2
+                         THEN n.nspname OPERATOR(pg_catalog.=) name.parts[1]
+                         ELSE n.oid OPERATOR(pg_catalog.=) $3 END
+                AND p.pronargs OPERATOR(pg_catalog.=) 2
+                AND p.proargtypes[0] OPERATOR(pg_catalog.=) $2
+                AND p.proargtypes[1] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype",
             None,
-            &[name.into(), row_type.as_str().into(), schema.into()],
+            &[name.into(), row_type.into(), schema.into()],
         )?;
         match rows.first().get_two::<String, String>() {
             Ok((Some(sql_name), Some(returns))) => Ok(Some((sql_name, returns))),

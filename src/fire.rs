@@ -129,10 +129,10 @@ pub fn fire_expecting(b: &Binding, key: Key, event: &str, expect: &str) -> FsmRe
 fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
     let machine = &b.machine;
     let event_id = machine.event_id(r.event);
-    if let Some((idempotency_key, _)) = r.idempotency_key {
-        if let Some(done) = already_done(b, key, r.event, idempotency_key)? {
-            return Ok(done);
-        }
+    if r.idempotency_key.is_some() {
+        // The row is read first, below: reading it as the caller is the
+        // check of their rights and row-level security, before history
+        // says anything about the key.
     } else if let Some(moved) = event_id
         .map(|e| try_one_statement(b, key, e, r))
         .transpose()?
@@ -170,6 +170,11 @@ fn fire_on(b: &Binding, key: Key, r: &Request) -> FsmResult<String> {
                 .expect("a primary key is never NULL"),
         )
     };
+    if let Some((idempotency_key, _)) = r.idempotency_key {
+        if let Some(done) = already_done(b, table_key, r.event, idempotency_key)? {
+            return Ok(done);
+        }
+    }
     let subject = Subject {
         binding: b,
         key: table_key,
@@ -394,30 +399,43 @@ fn already_done(
             vec![pg_sys::TEXTOID],
         )
     });
-    // History is read as its owner: callers have no grant on it.
+    // History is read as its owner: callers have no grant on it. It is
+    // read under a snapshot taken after the lock: in REPEATABLE READ the
+    // transaction's snapshot may predate the request that used the key
+    // (which committed while this one waited for the lock).
     let found = crate::sql::as_user(b.history_owner, crate::sql::Restrict::Restricted, || {
-        lookup.first_row(&[idempotency_key.into_datum()])
+        lookup.read_latest(&[idempotency_key.into_datum()]).next()
     });
     let Some(row) = found else {
         return Ok(None);
     };
-    // SAFETY: column 1 is checked to be of the key type.
-    let recorded_key =
-        unsafe { Key::of_key_type(row.typed(1, b.key.oid())?.expect("entity_key is NOT NULL")) };
+    // SAFETY: column 1 is checked to be of the key type. Its owner may
+    // have dropped NOT NULL: a NULL key is another entity's.
+    let recorded_key = row
+        .typed(1, b.key.oid())?
+        .map(|k| unsafe { Key::of_key_type(k) });
     let recorded_event = row.text(2)?;
-    if b.key.equal(recorded_key, key) && recorded_event.as_deref() == Some(event) {
+    let same_entity = recorded_key.is_some_and(|recorded| b.key.equal(recorded, key));
+    if same_entity && recorded_event.as_deref() == Some(event) {
         return Ok(Some(row.text(3)?.unwrap_or_default()));
     }
+    // The other entity is not named: the caller may have no right to it.
+    let used_for = if same_entity {
+        format!(
+            "event \"{}\" on this key",
+            clip(recorded_event.as_deref().unwrap_or(""))
+        )
+    } else {
+        "another entity".to_owned()
+    };
     Err(FsmError::new(
         ErrorKind::InvalidParameter,
         format!(
-            "idempotency key \"{}\" was used for event \"{}\" on key {} of {}, not for event \"{}\" on key {}",
+            "idempotency key \"{}\" was used for {used_for}, not for event \"{}\" on key {} of {}",
             clip(idempotency_key),
-            clip(recorded_event.as_deref().unwrap_or("")),
-            b.key_text(recorded_key.datum()),
-            b.table,
             clip(event),
-            b.key_text(key.datum())
+            b.key_text(key.datum()),
+            b.table,
         ),
     )
     .hint("Use a new key for each distinct request.")

@@ -64,7 +64,9 @@ unsafe fn history(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     let bindings = cache::attached_bindings(relid)?;
     let chosen = named_or_all(&bindings, col.as_deref())?;
     let b = &chosen[0];
-    check_select(b)?;
+    // Every column read, not only the first: a role may read one bound
+    // column of the table and not another.
+    chosen.iter().try_for_each(|b| check_select(b))?;
     let statement = Statement::History {
         since: since.is_some(),
         until: until.is_some(),
@@ -164,7 +166,9 @@ unsafe fn changes(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
     let bindings = cache::attached_bindings(relid)?;
     let chosen = named_or_all(&bindings, col.as_deref())?;
     let b = &chosen[0];
-    check_select(b)?;
+    // Every column read, not only the first: a role may read one bound
+    // column of the table and not another.
+    chosen.iter().try_for_each(|b| check_select(b))?;
     let rls = row_security_applies(relid);
     let statement = Statement::Changes {
         since: since.is_some(),

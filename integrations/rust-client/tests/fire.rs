@@ -180,8 +180,8 @@ async fn a_retry_with_the_same_idempotency_key_moves_once() {
     assert_eq!(
         reused.message(),
         Some(
-            "idempotency key \"req-1\" was used for event \"pay\" on key 1 of \
-             rc_fire_idempotent.items, not for event \"pay\" on key 2"
+            "idempotency key \"req-1\" was used for another entity, not for event \"pay\" \
+             on key 2 of rc_fire_idempotent.items"
         )
     );
     assert_eq!(state_of(&client, &table, 2).await, "created");

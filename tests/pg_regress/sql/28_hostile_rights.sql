@@ -1,0 +1,112 @@
+-- Rights a hostile role must not get around (API.md §8): a kept history
+-- is taken back only by its owner; an idempotency key says nothing before
+-- the caller's rights are checked; reading history checks every column it
+-- reads; a guard's name is read as PostgreSQL reads an identifier, never
+-- through the search_path of whoever loads the binding.
+\set VERBOSITY terse
+CREATE EXTENSION IF NOT EXISTS fsm;
+SELECT fsm.create_machine('hr_doc', '{
+  "states": {"draft": {"initial": true}, "sent": {}},
+  "events": {"send": {"from": "draft", "to": "sent"}}}') AS version;
+CREATE ROLE hr_victim;
+CREATE ROLE hr_intruder;
+CREATE SCHEMA hr_shared;
+GRANT USAGE, CREATE ON SCHEMA hr_shared TO hr_victim, hr_intruder;
+
+-- The victim's history, kept by its detach, then its table dropped.
+SET ROLE hr_victim;
+CREATE TABLE hr_shared.docs (id int PRIMARY KEY, s text);
+SELECT fsm.attach('hr_shared.docs', 's', 'hr_doc') AS history;
+INSERT INTO hr_shared.docs VALUES (1);
+SELECT fsm.fire('hr_shared.docs', 1, 'send', '{"secret": "victim payload"}');
+SELECT fsm.detach('hr_shared.docs', 's');
+DROP TABLE hr_shared.docs;
+RESET ROLE;
+-- The intruder makes a table of the same name and attaches: refused.
+SET ROLE hr_intruder;
+CREATE TABLE hr_shared.docs (id int PRIMARY KEY, s text);
+SELECT fsm.attach('hr_shared.docs', 's', 'hr_doc') AS history;
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM hr_shared.docs_s_history;
+RESET ROLE;
+SELECT c.relname, pg_catalog.pg_get_userbyid(c.relowner) AS owner
+  FROM pg_class c WHERE c.relname = 'docs_s_history';
+-- Its owner takes it back.
+SET ROLE hr_intruder;
+DROP TABLE hr_shared.docs;
+RESET ROLE;
+SET ROLE hr_victim;
+CREATE TABLE hr_shared.docs (id int PRIMARY KEY, s text);
+INSERT INTO hr_shared.docs VALUES (1, 'sent');
+SELECT fsm.attach('hr_shared.docs', 's', 'hr_doc') AS history;
+SELECT event, to_state, payload FROM fsm.history('hr_shared.docs', 1);
+RESET ROLE;
+
+-- An idempotency key tells a role without rights nothing.
+CREATE TABLE hr_invoices (id int PRIMARY KEY, s text);
+SELECT fsm.attach('hr_invoices', 's', 'hr_doc') AS history;
+INSERT INTO hr_invoices VALUES (1001), (1002);
+SELECT fsm.fire('hr_invoices', 1001, 'send', idempotency_key => 'req-7');
+SET ROLE hr_intruder;
+SELECT fsm.fire('hr_invoices', 1001, 'send', idempotency_key => 'req-7');
+\echo :LAST_ERROR_SQLSTATE
+SELECT fsm.fire('hr_invoices', 1002, 'send', idempotency_key => 'req-7');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- A role that may move 1002 but not see 1001 (row-level security) learns
+-- that the key was used, not for what.
+GRANT SELECT, UPDATE ON hr_invoices TO hr_intruder;
+ALTER TABLE hr_invoices ENABLE ROW LEVEL SECURITY;
+CREATE POLICY hr_only_1002 ON hr_invoices USING (id = 1002);
+SET ROLE hr_intruder;
+SELECT fsm.fire('hr_invoices', 1001, 'send', idempotency_key => 'req-7');
+\echo :LAST_ERROR_SQLSTATE
+SELECT fsm.fire('hr_invoices', 1002, 'send', idempotency_key => 'req-7');
+RESET ROLE;
+ALTER TABLE hr_invoices DISABLE ROW LEVEL SECURITY;
+-- A NULL entity_key its owner allowed is another entity's, not an XX000.
+ALTER TABLE hr_invoices_s_history ALTER COLUMN entity_key DROP NOT NULL;
+INSERT INTO hr_invoices_s_history (id, entity_key, event, from_state, to_state, idempotency_key)
+VALUES (fsm.uuid7(), NULL, 'send', 'draft', 'sent', 'req-null');
+SELECT fsm.fire('hr_invoices', 1002, 'send', idempotency_key => 'req-null');
+\echo :LAST_ERROR_SQLSTATE
+
+-- history and changes without col read every bound column: each must be
+-- readable.
+SELECT fsm.create_machine('hr_pay', '{
+  "states": {"unpaid": {"initial": true}, "paid": {}},
+  "events": {"settle": {"from": "unpaid", "to": "paid"}}}') AS version;
+CREATE TABLE hr_orders (id int PRIMARY KEY, shipping text, payment text);
+SELECT fsm.attach('hr_orders', 'shipping', 'hr_doc') AS history;
+SELECT fsm.attach('hr_orders', 'payment', 'hr_pay') AS history;
+INSERT INTO hr_orders (id) VALUES (1);
+SELECT fsm.fire('hr_orders', 1, 'settle', '{"card": "4111"}');
+GRANT SELECT (id, shipping) ON hr_orders TO hr_intruder;
+SET ROLE hr_intruder;
+SELECT event, to_state FROM fsm.history('hr_orders', 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT event, to_state FROM fsm.changes('hr_orders');
+\echo :LAST_ERROR_SQLSTATE
+SELECT event, to_state FROM fsm.history('hr_orders', 1, col => 'shipping');
+SELECT event, to_state FROM fsm.history('hr_orders', 1, col => 'payment');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- A guard whose name holds a quoted dot is one name, looked up in the
+-- table's schema, not a schema and a name resolved through search_path.
+CREATE SCHEMA hr_app;
+CREATE TABLE hr_app.tasks (id int PRIMARY KEY, s text);
+CREATE FUNCTION hr_app."ok.check"(t hr_app.tasks, payload jsonb) RETURNS boolean
+    LANGUAGE sql AS $$ SELECT true $$;
+CREATE FUNCTION public."ok.check"(t hr_app.tasks, payload jsonb) RETURNS boolean
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted function ran'; END $$;
+SET search_path = hr_app, public;
+SELECT fsm.create_machine('hr_task', '{
+  "states": {"todo": {"initial": true}, "done": {}},
+  "events": {"finish": {"from": "todo", "to": "done", "guard": "\"ok.check\""}}}') AS version;
+RESET search_path;
+SELECT fsm.attach('hr_app.tasks', 's', 'hr_task') AS history;
+INSERT INTO hr_app.tasks VALUES (1);
+SET search_path = public, hr_app;
+SELECT fsm.fire('hr_app.tasks', 1, 'finish');
+RESET search_path;
