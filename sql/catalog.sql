@@ -138,7 +138,8 @@ CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.
 --   * the primary key gone, composite, or of another type than the history's
 --     entity_key: refused (entities would merge or vanish in history);
 --   * a bound table in an inheritance tree, or turned into a partition:
---     refused (its rows would be reached without its triggers, or twice).
+--     refused (its rows would be reached without its triggers, or twice),
+--     a foreign table inheriting from it included.
 CREATE FUNCTION fsm.follow_table_changes() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -174,11 +175,18 @@ BEGIN
                   HINT = 'To change the key''s type, alter the history''s entity_key first. To change the key, detach the machine first.';
     END IF;
 
+    -- Only bindings this command touched (their table, or a table it
+    -- links to one by inheritance): a statement that touches no bound
+    -- table is never refused.
     SELECT b.tbl, b.col INTO bad FROM fsm.binding b JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
-     WHERE t.relispartition
-        OR EXISTS (SELECT FROM pg_catalog.pg_inherits i
-                    WHERE i.inhrelid = t.oid
-                       OR (i.inhparent = t.oid AND t.relkind <> 'p'))
+     WHERE (t.relispartition
+            OR EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                        WHERE i.inhrelid = t.oid
+                           OR (i.inhparent = t.oid AND t.relkind <> 'p')))
+       AND (t.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+            OR EXISTS (SELECT FROM pg_catalog.pg_inherits i, pg_catalog.pg_event_trigger_ddl_commands() c
+                        WHERE (i.inhparent = t.oid AND i.inhrelid = c.objid)
+                           OR (i.inhrelid = t.oid AND i.inhparent = c.objid)))
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'the fsm binding of %.% does not cover inheritance, nor a partition of its own', bad.tbl, bad.col
@@ -204,7 +212,8 @@ BEGIN
 END
 $$;
 CREATE EVENT TRIGGER fsm_follow_table_changes ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION fsm.follow_table_changes();
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION fsm.follow_table_changes();
 
 -- Ids (src/uuid7.rs); uuid7(at) and uuid7_time(id) are declared by pgrx.
 -- PARALLEL RESTRICTED: a parallel worker has its own generator, and its

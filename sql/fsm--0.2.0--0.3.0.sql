@@ -183,11 +183,18 @@ BEGIN
                   HINT = 'To change the key''s type, alter the history''s entity_key first. To change the key, detach the machine first.';
     END IF;
 
+    -- Only bindings this command touched (their table, or a table it
+    -- links to one by inheritance): a statement that touches no bound
+    -- table is never refused.
     SELECT b.tbl, b.col INTO bad FROM fsm.binding b JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
-     WHERE t.relispartition
-        OR EXISTS (SELECT FROM pg_catalog.pg_inherits i
-                    WHERE i.inhrelid = t.oid
-                       OR (i.inhparent = t.oid AND t.relkind <> 'p'))
+     WHERE (t.relispartition
+            OR EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                        WHERE i.inhrelid = t.oid
+                           OR (i.inhparent = t.oid AND t.relkind <> 'p')))
+       AND (t.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+            OR EXISTS (SELECT FROM pg_catalog.pg_inherits i, pg_catalog.pg_event_trigger_ddl_commands() c
+                        WHERE (i.inhparent = t.oid AND i.inhrelid = c.objid)
+                           OR (i.inhrelid = t.oid AND i.inhparent = c.objid)))
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'the fsm binding of %.% does not cover inheritance, nor a partition of its own', bad.tbl, bad.col
@@ -212,3 +219,9 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A foreign table joining a bound table's inheritance tree is watched too.
+DROP EVENT TRIGGER fsm_follow_table_changes;
+CREATE EVENT TRIGGER fsm_follow_table_changes ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION fsm.follow_table_changes();

@@ -203,6 +203,30 @@ fn attach_column(
             ),
         ));
     }
+    // The triggers fire only when the state IS DISTINCT FROM the old one,
+    // compared under the column's collation: a case-insensitive one would
+    // let 'draft' become 'Draft' unseen.
+    let nondeterministic = Spi::get_one_with_args::<String>(
+        "SELECT co.collname::pg_catalog.text FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
+            AND NOT co.collisdeterministic",
+        &[tbl.into(), col.into()],
+    )
+    .no_row_is_none()?;
+    if let Some(collation) = nondeterministic {
+        return Err(FsmError::new(
+            ErrorKind::FeatureNotSupported,
+            format!(
+                "column \"{}\" of \"{}\" has the nondeterministic collation \"{}\"",
+                clip(col),
+                t.display,
+                clip(&collation)
+            ),
+        )
+        .detail("States are compared byte for byte; under this collation two different states could compare equal and a change go unseen.")
+        .hint("Give the column a deterministic collation (ALTER TABLE … ALTER COLUMN … TYPE text COLLATE \"C\"), then attach."));
+    }
     let key = Spi::get_two_with_args::<pg_sys::Oid, i32>(
         "SELECT a.atttypid, a.atttypmod
            FROM pg_catalog.pg_index i

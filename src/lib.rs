@@ -23,6 +23,7 @@ mod binding;
 mod boundary;
 mod cache;
 mod callable;
+mod ddl_watch;
 mod enforce;
 mod error;
 mod fire;

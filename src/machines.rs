@@ -337,16 +337,25 @@ pub fn check_rows_fit(
     compiled: &Compiled,
     machine: &str,
 ) -> FsmResult<()> {
-    let states: Vec<&str> = compiled
-        .machine
-        .states
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    check_rows_hold_states(table, column, &compiled.machine, machine)
+}
+
+/// 23514 unless every row of `table` holds a state of `machine` in
+/// `column` (also for the rows of a partition attached to a bound table).
+/// States are compared byte for byte, whatever the column's collation.
+pub fn check_rows_hold_states(
+    table: pg_sys::Oid,
+    column: &str,
+    machine: &crate::machine::Machine,
+    machine_name: &str,
+) -> FsmResult<()> {
+    let machine_states = machine.states.iter().map(|s| s.name.as_str());
+    let states: Vec<&str> = machine_states.collect();
+    let machine = machine_name;
     check_states_fit_column(table, column, &states)?;
     let query = format!(
         "SELECT COALESCE(t.{col}::pg_catalog.text, 'NULL'), pg_catalog.count(*) FROM {tbl} t \
-          WHERE t.{col} IS NULL OR t.{col}::pg_catalog.text OPERATOR(pg_catalog.<>) ALL ($1) \
+          WHERE t.{col} IS NULL OR t.{col}::pg_catalog.text COLLATE pg_catalog.\"C\" OPERATOR(pg_catalog.<>) ALL ($1) \
           GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
         col = sql::ident(column),
         tbl = sql::qualified_relation(table)?,

@@ -110,3 +110,35 @@ INSERT INTO hr_app.tasks VALUES (1);
 SET search_path = public, hr_app;
 SELECT fsm.fire('hr_app.tasks', 1, 'finish');
 RESET search_path;
+
+-- Enforcement that DDL cannot step around.
+-- A partition attached to a bound table brings rows in: each must hold a
+-- state, as at attach (23514, nothing attached).
+CREATE TABLE hr_parcels_pk (id int PRIMARY KEY, s text) PARTITION BY RANGE (id);
+CREATE TABLE hr_parcels_1 PARTITION OF hr_parcels_pk FOR VALUES FROM (0) TO (100);
+SELECT fsm.attach('hr_parcels_pk', 's', 'hr_doc') AS history;
+CREATE TABLE hr_parcels_2 (id int PRIMARY KEY, s text);
+INSERT INTO hr_parcels_2 VALUES (100, 'draft'), (101, 'shipped'), (102, NULL);
+ALTER TABLE hr_parcels_pk ATTACH PARTITION hr_parcels_2 FOR VALUES FROM (100) TO (200);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rows_in_bound_table FROM hr_parcels_pk;
+UPDATE hr_parcels_2 SET s = 'sent' WHERE id IN (101, 102);
+ALTER TABLE hr_parcels_pk ATTACH PARTITION hr_parcels_2 FOR VALUES FROM (100) TO (200);
+SELECT id, s FROM hr_parcels_pk ORDER BY id;
+-- ... and from there on it is enforced.
+UPDATE hr_parcels_pk SET s = 'draft' WHERE id = 101;
+\echo :LAST_ERROR_SQLSTATE
+
+-- A foreign table cannot join a bound table's inheritance tree, and a
+-- refused one does not block DDL on other tables afterwards.
+CREATE FOREIGN DATA WRAPPER hr_fdw;
+CREATE SERVER hr_server FOREIGN DATA WRAPPER hr_fdw;
+CREATE FOREIGN TABLE hr_remote_invoices () INHERITS (hr_invoices) SERVER hr_server;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS children FROM pg_inherits WHERE inhparent = 'hr_invoices'::regclass;
+CREATE TABLE hr_unrelated (id int);
+ALTER TABLE hr_unrelated ADD COLUMN note text;
+CREATE FOREIGN TABLE hr_remote_plain (id int NOT NULL, s text) SERVER hr_server;
+ALTER FOREIGN TABLE hr_remote_plain INHERIT hr_invoices;
+\echo :LAST_ERROR_SQLSTATE
+
