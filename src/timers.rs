@@ -12,14 +12,17 @@
 //! once: it locks an entity's row with SKIP LOCKED (another ticker has
 //! it), checks again under the lock, with a statement snapshot taken after
 //! the lock, that the entity is still in that state and due, then fires
-//! the event as `fire` would (roles, guard, RLS and triggers apply to the
-//! caller), each in its own subtransaction: a timer that fails (a guard
-//! says no, an action raises) is reported with a WARNING and stays due,
-//! and the others fire.
+//! the event as `fire` would, each in its own subtransaction: a timer that
+//! fails (a guard says no, an action raises) is reported with a WARNING
+//! and stays due, and the others fire. A timer is the table's own act: it
+//! runs as the table's owner in a security-restricted operation (roles,
+//! guards, actions, triggers and policies are the owner's), as VACUUM runs
+//! a table's code; `tick` reaches the tables whose state column the
+//! ticker may UPDATE.
 //!
 //! Most timers need nothing of their row: a state whose timeout event
 //! takes, from it, a branch with no guard and no action (and whose roles
-//! and payload schema pass for the caller) makes the same move for every
+//! and payload schema pass for the owner) makes the same move for every
 //! entity. A `tick` without a limit fires those in one statement per
 //! state, through the trigger as a plain UPDATE is (one history INSERT):
 //! the due entities are read with their row versions (ctid), then only
@@ -68,16 +71,32 @@ fn timed_states(b: &Binding) -> [Vec<&str>; 3] {
     arrays
 }
 
+/// Which tables a caller sees timers of.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// `fsm.timers`: the tables it may read (their schema's USAGE and
+    /// SELECT on the table or on some of its columns).
+    Read,
+    /// `tick`: the tables whose state column it may also UPDATE, as
+    /// `fire` needs.
+    Tick,
+}
+
 /// Every binding whose machine has a timed state, table by table, of the
-/// tables the caller may read (their schema's USAGE and SELECT on the
-/// table or on some of its columns): the others are none of its business.
-fn timed_bindings() -> FsmResult<Vec<Rc<Binding>>> {
+/// tables the caller reaches: the others are none of its business.
+fn timed_bindings(reach: Reach) -> FsmResult<Vec<Rc<Binding>>> {
     let plan = KeptPlan::prepare(
-        "SELECT DISTINCT b.tbl::pg_catalog.oid FROM fsm.binding b \
-           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.tbl::pg_catalog.oid \
-          WHERE pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE') \
-            AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT') \
-          ORDER BY 1",
+        &format!(
+            "SELECT DISTINCT b.tbl::pg_catalog.oid FROM fsm.binding b \
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.tbl::pg_catalog.oid \
+              WHERE pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE') \
+                AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT'){} \
+              ORDER BY 1",
+            match reach {
+                Reach::Read => "",
+                Reach::Tick => " AND pg_catalog.has_column_privilege(c.oid, b.col, 'UPDATE')",
+            }
+        ),
         &[],
     );
     let tables: Vec<pg_sys::Oid> = plan
@@ -115,7 +134,8 @@ fn candidates(b: &Binding, due_only: bool, visible: bool) -> Rc<KeptPlan> {
                                     WHERE h.entity_key {eq} t.{key} \
                                       AND h.from_state IS DISTINCT FROM h.to_state \
                                     ORDER BY h.id DESC LIMIT 1) h \
-              WHERE true",
+              WHERE NOT EXISTS ({fired_since})",
+            fired_since = fired_since_entry(b, &format!("t.{key}"), "x.event"),
             head = if due_only { "" } else { "$7::pg_catalog.regclass, $8::pg_catalog.name," },
             key_text = if due_only { "" } else { "::pg_catalog.text" },
             table = b.table_sql,
@@ -144,6 +164,20 @@ fn candidates(b: &Binding, due_only: bool, visible: bool) -> Rc<KeptPlan> {
         ];
         (sql, types)
     })
+}
+
+/// A subquery finding a row of the timeout event `event` (SQL) that left
+/// the entity `key` (SQL) in its state after `h`, its entry into it: a
+/// timeout that is a self-transition fires once per entry, not at every
+/// tick (a self-transition does not restart the clock).
+fn fired_since_entry(b: &Binding, key: &str, event: &str) -> String {
+    format!(
+        "SELECT FROM {history} s WHERE s.entity_key {eq} {key} \
+            AND s.id OPERATOR(pg_catalog.>) h.id AND s.event OPERATOR(pg_catalog.=) {event} \
+            AND s.from_state OPERATOR(pg_catalog.=) s.to_state",
+        history = b.history_table,
+        eq = b.key.equality_sql,
+    )
 }
 
 /// The arguments of [`candidates`].
@@ -192,67 +226,115 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     let now = pg_sys::Datum::from(unsafe { pg_sys::GetCurrentStatementStartTimestamp() });
     let fired = connected(|| -> FsmResult<i64> {
         let mut fired = 0i64;
-        for b in timed_bindings()? {
+        for b in timed_bindings(Reach::Tick)? {
             let left = limit.map(|l| l - fired);
             if left == Some(0) {
                 break;
             }
-            // Without a limit, the states whose timers all make one move
-            // fire in one statement each (see the module's comment).
-            let mut batched = Vec::new();
-            if limit.is_none() {
-                for (state, target) in batch_moves(&b) {
-                    if let Some(moved) = fire_batch(&b, state, target, now)? {
-                        fired += moved;
-                        batched.push(b.machine.state(state).name.as_str());
-                    }
-                }
-            }
-            // Every timed state went in a batch: what a batch left (changed
-            // since, held by another ticker) is for the next tick.
-            let timed = b
-                .machine
-                .states
-                .iter()
-                .filter(|s| s.timeout.is_some())
-                .count();
-            if batched.len() == timed {
-                continue;
-            }
-            let plan = candidates(&b, true, false);
-            let due: Vec<(Key, String, String)> =
-                as_user(b.history_owner, Restrict::Restricted, || {
-                    plan.read_latest(&candidate_args(&b, Some(now), left, None))
-                        .map(|row| {
-                            // SAFETY: column 1 is checked to be of the key type.
-                            let key = unsafe {
-                                Key::of_key_type(
-                                    row.typed(1, b.key.oid())?.expect("a key is never NULL"),
-                                )
-                            };
-                            Ok((
-                                key,
-                                row.text(2)?.unwrap_or_default(),
-                                row.text(3)?.unwrap_or_default(),
-                            ))
-                        })
-                        .collect::<FsmResult<Vec<_>>>()
-                })?;
-            for (key, state, event) in due {
-                // Left by its batch: changed since, or held by another ticker.
-                if batched.contains(&state.as_str()) {
-                    continue;
-                }
-                if fire_one(&b, key, &state, &event, now) {
-                    fired += 1;
-                }
-            }
+            // What a refusal may say is decided for the ticker, before the
+            // table's code runs as its owner.
+            let shown = Shown::for_caller(&b);
+            // A timer is the table's own act: its triggers, guards, actions
+            // and policies run as the table's owner, in a security-restricted
+            // operation, as VACUUM and REFRESH MATERIALIZED VIEW run a
+            // table's code, never as whoever ticks (a superuser from pg_cron).
+            fired += as_user(b.history_owner, Restrict::Restricted, || {
+                tick_binding(&b, left, now, shown)
+            })?;
         }
         Ok(fired)
     })?;
     Ok(pg_sys::Datum::from(
         i32::try_from(fired).unwrap_or(i32::MAX),
     ))
+}
+
+/// What a ticker's WARNINGs may show of a row: its key and the refusal's
+/// text (which names key and state) only to a ticker that may SELECT them.
+#[derive(Clone, Copy)]
+struct Shown {
+    keys: bool,
+}
+
+impl Shown {
+    fn for_caller(b: &Binding) -> Shown {
+        let user = crate::sql::current_user();
+        // SAFETY: ACL checks by oid and attribute number of a live relation.
+        let may_select = |attnum: i16| unsafe {
+            pg_sys::pg_attribute_aclcheck(
+                b.relid,
+                attnum,
+                user,
+                pg_sys::ACL_SELECT as pg_sys::AclMode,
+            ) == pg_sys::AclResult::ACLCHECK_OK
+        };
+        // SAFETY: as above.
+        let whole_table = unsafe {
+            pg_sys::pg_class_aclcheck(b.relid, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
+                == pg_sys::AclResult::ACLCHECK_OK
+        };
+        Shown {
+            keys: whole_table || (may_select(b.key_attnum) && may_select(b.attnum)),
+        }
+    }
+}
+
+/// Fires the due timers of one binding, at most `limit` (none: all); how
+/// many fired. Runs as the table's owner.
+fn tick_binding(
+    b: &Binding,
+    limit: Option<i64>,
+    now: pg_sys::Datum,
+    shown: Shown,
+) -> FsmResult<i64> {
+    let mut fired = 0i64;
+    // Without a limit, the states whose timers all make one move fire in
+    // one statement each (see the module's comment).
+    let mut batched = Vec::new();
+    if limit.is_none() {
+        for (state, target) in batch_moves(b) {
+            if let Some(moved) = fire_batch(b, state, target, now)? {
+                fired += moved;
+                batched.push(b.machine.state(state).name.as_str());
+            }
+        }
+    }
+    // Every timed state went in a batch: what a batch left (changed since,
+    // held by another ticker) is for the next tick.
+    let timed = b
+        .machine
+        .states
+        .iter()
+        .filter(|s| s.timeout.is_some())
+        .count();
+    if batched.len() == timed {
+        return Ok(fired);
+    }
+    let plan = candidates(b, true, false);
+    let due: Vec<(Key, String, String)> = plan
+        .read_latest(&candidate_args(b, Some(now), limit, None))
+        .filter_map(|row| {
+            let key = match row.typed(1, b.key.oid()) {
+                // SAFETY: column 1 is checked to be of the key type.
+                Ok(Some(key)) => unsafe { Key::of_key_type(key) },
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            let state = row.text(2).map(Option::unwrap_or_default);
+            let event = row.text(3).map(Option::unwrap_or_default);
+            Some(state.and_then(|state| Ok((key, state, event?))))
+        })
+        .collect::<FsmResult<Vec<_>>>()?;
+    for (key, state, event) in due {
+        // Left by its batch: changed since, or held by another ticker.
+        if batched.contains(&state.as_str()) {
+            continue;
+        }
+        if fire_one(b, key, &state, &event, now, shown) {
+            fired += 1;
+        }
+    }
+    Ok(fired)
 }
 
 /// The timed states whose due timers can fire in one statement, with the
@@ -379,19 +461,35 @@ fn fire_batch(
 /// Fires one due timer in a subtransaction; whether it fired. Another
 /// ticker holding the row, or the entity having moved, is no failure; a
 /// refusal or an error rolls back what the timer did and is a WARNING.
-fn fire_one(b: &Binding, key: Key, state: &str, event: &str, now: pg_sys::Datum) -> bool {
+fn fire_one(
+    b: &Binding,
+    key: Key,
+    state: &str,
+    event: &str,
+    now: pg_sys::Datum,
+    shown: Shown,
+) -> bool {
     let attempt = crate::savepoint::attempt(|| {
         fire_if_due(b, key, state, event, now).unwrap_or_else(|e| e.raise())
     });
     match attempt {
         Ok(fired) => fired,
-        Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) => {
+        Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) if shown.keys => {
             pgrx::warning!(
                 "timer of {} key {}: event \"{}\" did not fire: {}",
                 b.table,
                 b.key_text(key.datum()),
                 clip(event),
                 clip_to(e.message(), 200)
+            );
+            false
+        }
+        Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) => {
+            pgrx::warning!(
+                "timer of {}: event \"{}\" did not fire for a row whose key you may not read ({})",
+                b.table,
+                clip(event),
+                crate::boundary::sqlstate_of(&e)
             );
             false
         }
@@ -439,20 +537,32 @@ fn fire_if_due(
         (
             format!(
                 "SELECT fsm.uuid7_time(h.id) OPERATOR(pg_catalog.+) $2::pg_catalog.interval \
-                        OPERATOR(pg_catalog.<=) $3 \
+                        OPERATOR(pg_catalog.<=) $3 AND NOT EXISTS ({}) \
                    FROM {} h WHERE h.entity_key {} $1 AND h.from_state IS DISTINCT FROM h.to_state \
                   ORDER BY h.id DESC LIMIT 1",
-                b.history_table, b.key.equality_sql
+                fired_since_entry(b, "$1", "$4"),
+                b.history_table,
+                b.key.equality_sql
             ),
-            vec![b.key.oid(), pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID],
+            vec![
+                b.key.oid(),
+                pg_sys::TEXTOID,
+                pg_sys::TIMESTAMPTZOID,
+                pg_sys::TEXTOID,
+            ],
         )
     });
     let is_due = as_user(b.history_owner, Restrict::Restricted, || {
-        due.read_latest(&[Some(key.datum()), after.into_datum(), Some(now)])
-            .next()
-            .map(|row| row.bool(1))
-            .transpose()
-            .map(Option::flatten)
+        due.read_latest(&[
+            Some(key.datum()),
+            after.into_datum(),
+            Some(now),
+            event.into_datum(),
+        ])
+        .next()
+        .map(|row| row.bool(1))
+        .transpose()
+        .map(Option::flatten)
     })?;
     if is_due != Some(true) {
         return Ok(false);
@@ -462,15 +572,21 @@ fn fire_if_due(
 }
 
 /// The rows of the view `fsm.timers`: every pending timer of the tables
-/// the caller may SELECT (under row level security, of the rows the caller
-/// can see), soonest first per binding.
+/// the caller may SELECT, soonest first per binding; of a table under row
+/// level security, only for its owner (of the rows the owner can see).
 unsafe fn pending_timers(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
-    let bindings = connected(timed_bindings)?;
+    let bindings = connected(|| timed_bindings(Reach::Read))?;
     let prepare = |b: &Binding| -> FsmResult<Query> {
         if crate::read::check_select(b).is_err() {
             return Ok(None);
         }
         let visible = if row_security_applies(b.bound_relid) {
+            // Its policies are its owner's code: a view must not run them
+            // as whoever reads it, unasked. Such a table's timers are
+            // listed for its owner only.
+            if !crate::sql::acts_as(b.history_owner) {
+                return Ok(None);
+            }
             match all_visible_keys(b) {
                 Some(keys) => Some(keys),
                 None => return Ok(None),

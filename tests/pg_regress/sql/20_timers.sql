@@ -46,30 +46,55 @@ UPDATE post.letters SET insured = true WHERE id = 2;
 SELECT fsm.tick();
 SELECT id, status FROM post.letters WHERE id = 2;
 
--- Roles apply to whoever ticks: a ticker without the event's role gets a
--- WARNING per timer and fires nothing.
+-- A timer is the table's own act: it runs as the table's owner (roles,
+-- guards and triggers are the owner's), never as whoever ticks. A ticker
+-- reaches the tables whose state column it may UPDATE.
+CREATE ROLE post_owner;
+CREATE ROLE post_clerk;
+CREATE ROLE post_ticker;
+GRANT USAGE, CREATE ON SCHEMA post TO post_owner;
+GRANT USAGE ON SCHEMA post TO post_ticker;
+CREATE TABLE post.seen_by (who text, at_tick boolean);
+GRANT INSERT ON post.seen_by TO post_owner;
+SET ROLE post_owner;
 CREATE TABLE post.parcels (id int PRIMARY KEY, status text);
+CREATE FUNCTION post.note_who(p post.parcels, payload jsonb) RETURNS boolean
+    LANGUAGE sql AS $$ INSERT INTO post.seen_by VALUES (current_user, true) RETURNING true $$;
+RESET ROLE;
 SELECT fsm.create_machine('letter_parcel', '{
   "states": {"waiting": {"initial": true, "timeout": {"after": "1 millisecond", "event": "expire"}},
              "expired": {"final": true}},
-  "events": {"expire": {"from": "waiting", "to": "expired", "roles": ["post_clerk"]}}}');
+  "events": {"expire": {"from": "waiting", "to": "expired", "roles": ["post_clerk"],
+                        "guard": "post.note_who"}}}');
+SET ROLE post_owner;
 SELECT fsm.attach('post.parcels', 'status', 'letter_parcel') IS NOT NULL AS attached;
-CREATE ROLE post_clerk;
-CREATE ROLE post_ticker;
-GRANT USAGE ON SCHEMA post TO post_ticker;
-GRANT SELECT, UPDATE ON post.parcels TO post_ticker;
+GRANT SELECT (id) ON post.parcels TO post_ticker;
 INSERT INTO post.parcels VALUES (1);
+RESET ROLE;
 SELECT pg_sleep(0.01);
+-- Without UPDATE, the ticker does not reach the table.
+SET ROLE post_ticker;
+SELECT fsm.tick();
+RESET ROLE;
+GRANT UPDATE (status) ON post.parcels TO post_ticker;
+-- The owner lacks the event's role: a WARNING per timer, nothing fires,
+-- and a ticker that may not read the state is not shown the row's key.
 SET ROLE post_ticker;
 SELECT fsm.tick();
 -- The view shows only tables the caller may read.
 SELECT tbl, entity_key, state FROM fsm.timers WHERE tbl::text LIKE 'post.%';
 RESET ROLE;
+-- The ticker's own roles do not count; the owner's do.
 GRANT post_clerk TO post_ticker;
 SET ROLE post_ticker;
 SELECT fsm.tick();
 RESET ROLE;
+GRANT post_clerk TO post_owner;
+-- A superuser ticks: the guard still runs as the owner.
+SELECT fsm.tick();
 SELECT status FROM post.parcels;
+SELECT who FROM post.seen_by;
+SELECT event, db_user FROM post.parcels_status_history WHERE event = 'expire';
 
 -- A negative lim is refused; 0 fires nothing.
 SELECT fsm.tick(-1);
@@ -86,7 +111,6 @@ REVOKE post_clerk FROM post_ticker;
 REVOKE ALL ON post.parcels FROM post_ticker;
 REVOKE ALL ON SCHEMA post FROM post_ticker;
 DROP ROLE post_ticker;
-DROP ROLE post_clerk;
 
 -- Timers that need nothing of their row (no guard, no action) fire in one
 -- statement per state, through the trigger. When that statement fails (a
@@ -114,3 +138,26 @@ SELECT pg_sleep(0.15);
 SELECT fsm.tick();
 SELECT count(*) AS returned FROM post.packets WHERE status = 'returned';
 SELECT count(*) AS history_rows FROM post.packets_status_history WHERE event = 'return';
+
+-- A timeout whose event is a self-transition fires once per entry into the
+-- state, not at every tick.
+CREATE TABLE post.reminders (id int PRIMARY KEY, status text);
+SELECT fsm.create_machine('letter_reminder', '{
+  "states": {"pending": {"initial": true, "timeout": {"after": "1 millisecond", "event": "remind"}},
+             "answered": {}},
+  "events": {"remind": {"from": "pending", "to": "pending"},
+             "answer": {"from": "pending", "to": "answered"},
+             "reopen": {"from": "answered", "to": "pending"}}}') AS version;
+SELECT fsm.attach('post.reminders', 'status', 'letter_reminder') IS NOT NULL AS attached;
+INSERT INTO post.reminders VALUES (1);
+SELECT pg_sleep(0.01);
+SELECT fsm.tick();
+SELECT fsm.tick();
+SELECT count(*) AS timers FROM fsm.timers WHERE tbl OPERATOR(pg_catalog.=) 'post.reminders'::regclass;
+-- Entering the state again starts a new timer, which fires once.
+SELECT fsm.fire('post.reminders', 1, 'answer');
+SELECT fsm.fire('post.reminders', 1, 'reopen');
+SELECT pg_sleep(0.01);
+SELECT fsm.tick();
+SELECT fsm.tick();
+SELECT event, from_state, to_state FROM post.reminders_status_history ORDER BY id;

@@ -13,4 +13,4 @@ CREATE COLLATION co_nocase (provider = icu, locale = 'und-u-ks-level2', determin
 CREATE TABLE co_letters (id int PRIMARY KEY, s text COLLATE co_nocase);
 SELECT fsm.attach('co_letters', 's', 'co_doc', protect => true) AS history;
 \echo :LAST_ERROR_SQLSTATE
-SELECT count(*) AS bindings FROM fsm.bindings WHERE tbl = 'co_letters'::regclass;
+SELECT count(*) AS bindings FROM fsm.bindings WHERE tbl OPERATOR(pg_catalog.=) 'co_letters'::regclass;
