@@ -62,6 +62,8 @@ pub enum ErrorKind {
     AmbiguousFunction,
     /// 42846: a key type has no cast to the table's key type, or no equality.
     CannotCoerce,
+    /// 27000: a trigger changed the state `fire` wrote.
+    TriggeredDataChange,
 }
 
 impl ErrorKind {
@@ -93,6 +95,7 @@ impl ErrorKind {
             ErrorKind::CannotCoerce => ERRCODE_CANNOT_COERCE,
             ErrorKind::AmbiguousFunction => ERRCODE_AMBIGUOUS_FUNCTION,
             ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
+            ErrorKind::TriggeredDataChange => ERRCODE_TRIGGERED_DATA_CHANGE_VIOLATION,
         }
     }
 }

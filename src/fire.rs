@@ -310,7 +310,7 @@ impl Change<'_> {
             }
             return Ok(());
         }
-        let _scope = FireScope::enter(FireContext {
+        let scope = FireScope::enter(FireContext {
             relid: b.bound_relid,
             attnum: b.bound_attnum,
             key: self.subject.key,
@@ -330,6 +330,9 @@ impl Change<'_> {
                 ErrorKind::InsufficientPrivilege,
                 format!("event \"{}\" could not update the row: a row level security policy or a trigger skipped it", machine.event(self.event).name),
             ).located(b.fields(Some(self.event))));
+        }
+        if !scope.used() {
+            return Err(redirected(b, self.subject.key, self.event, to_name));
         }
         Ok(())
     }
@@ -599,7 +602,7 @@ fn try_one_statement(
     if sources.is_empty() {
         return Ok(None);
     }
-    let _scope = FireScope::enter(FireContext {
+    let scope = FireScope::enter(FireContext {
         relid: b.bound_relid,
         attnum: b.bound_attnum,
         key,
@@ -620,7 +623,29 @@ fn try_one_statement(
         ],
         false,
     );
+    if moved == 1 && !scope.used() {
+        return Err(redirected(b, key, event, target_name));
+    }
     Ok((moved == 1).then(|| target_name.to_owned()))
+}
+
+/// 27000: fire's UPDATE was written, but the trigger did not see the
+/// event's move (a BEFORE trigger wrote another state, or the old one):
+/// `fire` must not report a move the row did not make, nor lose its
+/// payload and idempotency key.
+fn redirected(b: &Binding, key: Key, event: EventId, to: &str) -> FsmError {
+    FsmError::new(
+        ErrorKind::TriggeredDataChange,
+        format!(
+            "event \"{}\" was to move key {} of {} to \"{}\", but a trigger wrote another state",
+            b.machine.event(event).name,
+            b.key_text(key.datum()),
+            b.table,
+            clip(to)
+        ),
+    )
+    .hint("A BEFORE UPDATE trigger of the table changed the state column: fire cannot make that move.")
+    .located(b.fields(Some(event)))
 }
 
 /// The kept plan of one of fire's statements. The key is always bound as

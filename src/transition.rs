@@ -375,6 +375,12 @@ impl FireScope {
         });
         FireScope { depth }
     }
+
+    /// Whether the trigger took this fire's move as its own: it saw the
+    /// row move exactly as the fire asked.
+    pub fn used(&self) -> bool {
+        FIRES.with(|f| f.borrow().get(self.depth - 1).is_some_and(|e| e.used))
+    }
 }
 
 impl Drop for FireScope {

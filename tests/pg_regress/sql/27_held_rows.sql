@@ -58,3 +58,20 @@ RESET fsm.actor;
 RESET ROLE;
 SELECT entity_key, event, actor, db_user FROM hr_lamps_s_history WHERE event = 'switch_off' ORDER BY id;
 SELECT count(*) AS history_rows FROM hr_lamps_s_history;
+
+-- A BEFORE trigger that writes another state than fire's move: fire does
+-- not report a move the row did not make, nor lose its payload.
+CREATE FUNCTION hr_redirect() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.s := 'off';
+    RETURN NEW;
+END $$;
+DROP TRIGGER a_audit ON hr_lamps;
+DROP TRIGGER b_robot ON hr_lamps;
+UPDATE hr_lamps SET s = 'on' WHERE id = 1;
+CREATE TRIGGER hr_redirect BEFORE UPDATE ON hr_lamps FOR EACH ROW EXECUTE FUNCTION hr_redirect();
+SELECT fsm.fire('hr_lamps', 1, 'switch_off', '{"why": "night"}');
+SELECT fsm.fire('hr_lamps', 2, 'switch_on', '{"why": "dusk"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT id, s FROM hr_lamps ORDER BY id;
+SELECT entity_key, event, to_state, payload FROM hr_lamps_s_history ORDER BY id DESC LIMIT 2;
