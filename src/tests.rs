@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(code, ERRCODE_INVALID_PARAMETER_VALUE);
         assert_eq!(
             message,
-            r#"idempotency key "r1" was used for event "pay" on key 1 of orders, not for event "pay" on key 2"#
+            r#"idempotency key "r1" was used for another entity, not for event "pay" on key 2 of orders"#
         );
         assert_eq!(
             error_of("SELECT fsm.fire('orders', 1, 'ship', idempotency_key => repeat('x', 256))").0,
