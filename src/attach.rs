@@ -22,7 +22,9 @@ use crate::binding::{prefix, triggers};
 use crate::cache;
 use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, NoRowIsNone, SqlResult};
 use crate::machine::validate::compile_json;
-use crate::machines::{check_functions, check_rows_fit, stored_definition, unknown_machine};
+use crate::machines::{
+    check_functions, check_rows_fit, lock_for_attach, stored_definition, unknown_machine,
+};
 use crate::sql::{self, ident, literal};
 
 struct Target {
@@ -164,6 +166,7 @@ fn attach_column(
             ));
         }
     }
+    lock_for_attach(machine)?;
     let definition = stored_definition(machine).map_err(|_| unknown_machine(machine))?;
     let (_, compiled) = compile_json(&definition).map_err(|e| {
         FsmError::new(

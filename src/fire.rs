@@ -313,6 +313,7 @@ impl Change<'_> {
         let scope = FireScope::enter(FireContext {
             relid: b.bound_relid,
             attnum: b.bound_attnum,
+            machine_version: b.machine_version,
             key: self.subject.key,
             from: Some(self.from),
             to,
@@ -605,6 +606,7 @@ fn try_one_statement(
     let scope = FireScope::enter(FireContext {
         relid: b.bound_relid,
         attnum: b.bound_attnum,
+        machine_version: b.machine_version,
         key,
         from: None,
         to: target,

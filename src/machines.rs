@@ -45,6 +45,20 @@ pub fn stored(name: &str) -> FsmResult<Option<Stored>> {
 }
 
 /// The stored definition of machine `name`; 42704 when there is none.
+/// Locks the machine's row against a concurrent replace or drop until the
+/// transaction ends (attach reads its definition once, and must bind what
+/// it checked the rows against).
+pub fn lock_for_attach(name: &str) -> FsmResult<()> {
+    let owner = sql::extension_owner()?;
+    as_user(owner, Restrict::Restricted, || {
+        Spi::run_with_args(
+            "SELECT FROM fsm.machine m WHERE m.name OPERATOR(pg_catalog.=) $1 FOR SHARE",
+            &[name.into()],
+        )
+    })?;
+    Ok(())
+}
+
 pub fn stored_definition(name: &str) -> FsmResult<serde_json::Value> {
     Ok(stored(name)?
         .ok_or_else(|| unknown_machine(name))?
@@ -145,6 +159,18 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
         check_owner(name, existing.owner)?;
     }
     let bound = bound_tables(name)?;
+    // Writers of the bound tables wait from here until this transaction
+    // ends (as for attach): none may write a state the new version lacks
+    // after its rows were checked, nor move a row under the old version
+    // once the new one is in place. Oid order, as bound_tables returns.
+    for (table, _) in &bound {
+        // SAFETY: a lock on a relation oid, held to the end of the
+        // transaction (no privilege check: the machine's owner replaces
+        // what the tables' owners chose to attach).
+        unsafe {
+            pg_sys::LockRelationOid(*table, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE)
+        };
+    }
     for (table, column) in &bound {
         check_rows_fit(*table, column, &compiled, name)?;
     }

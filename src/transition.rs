@@ -322,6 +322,9 @@ fn several_events(subject: &Subject, between: &[EventId], to: StateId) -> FsmErr
 pub struct FireContext {
     pub relid: pg_sys::Oid,
     pub attnum: i16,
+    /// The machine version fire decided the move under: its event and
+    /// state ids mean nothing under another.
+    pub machine_version: i32,
     pub key: Key,
     pub from: Option<StateId>,
     pub to: StateId,
@@ -400,6 +403,23 @@ pub fn take_fire_context(b: &Binding, key: Key, from: StateId, to: StateId) -> O
         let f = f.borrow();
         f.last().filter(|e| !e.used).map(|e| (e.context, f.len()))
     })?;
+    if context.relid == b.bound_relid
+        && context.attnum == b.bound_attnum
+        && context.machine_version != b.machine_version
+    {
+        // The machine was replaced after fire read it: the move it checked
+        // is not one of this version. Retrying decides it afresh.
+        FsmError::new(
+            ErrorKind::ExpectMismatch,
+            format!(
+                "machine \"{}\" was replaced (version {} to {}) while an event of it was being fired on {}",
+                b.machine_name, context.machine_version, b.machine_version, b.table
+            ),
+        )
+        .hint("Retry the transaction: the event is checked against the new version.")
+        .located(b.fields(None))
+        .raise()
+    }
     let moves = context.to == to
         && context.from.map_or_else(
             || b.machine.targets(from, context.event).contains(&to),

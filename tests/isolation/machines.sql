@@ -21,3 +21,16 @@ SELECT fsm.create_machine('iso_timer', '{
   "states": {"waiting": {"initial": true, "timeout": {"after": "1 millisecond", "event": "expire"}},
              "expired": {"final": true}, "done": {"final": true}},
   "events": {"expire": {"from": "waiting", "to": "expired"}, "finish": {"from": "waiting", "to": "done"}}}');
+-- iso_relay: version 1 has turn_off; version 2 keeps the states and drops
+-- events (the ids of the rest change); version 3 drops the state "broken".
+CREATE FUNCTION iso_relay(v int) RETURNS jsonb LANGUAGE sql AS $$
+  SELECT CASE v
+    WHEN 1 THEN '{"states": {"off": {"initial": true}, "on": {}, "broken": {"final": true}},
+                  "events": {"turn_on": {"from": "off", "to": "on"}, "turn_off": {"from": "on", "to": "off"},
+                             "break": {"from": "on", "to": "broken"}}}'::jsonb
+    WHEN 2 THEN '{"states": {"off": {"initial": true}, "on": {}, "broken": {"final": true}},
+                  "events": {"turn_on": {"from": "off", "to": "on"}, "a": {"from": "on", "to": "broken"}}}'::jsonb
+    ELSE '{"states": {"off": {"initial": true}, "on": {}},
+           "events": {"turn_on": {"from": "off", "to": "on"}, "turn_off": {"from": "on", "to": "off"}}}'::jsonb
+  END $$;
+SELECT fsm.create_machine('iso_relay', iso_relay(1));
