@@ -182,37 +182,6 @@ pub fn extension_owner() -> FsmResult<pg_sys::Oid> {
     })
 }
 
-/// Runs `f` in a subtransaction; `None` when it raised an ERROR (which is
-/// then rolled back, so the transaction goes on cleanly). For checks whose
-/// failure we report in our own words, such as an interval PostgreSQL
-/// cannot parse.
-pub fn attempt<R>(f: impl FnOnce() -> R) -> Option<R> {
-    // SAFETY: the classic PL pattern: remember the memory context and
-    // resource owner, run in an internal subtransaction, then commit it, or
-    // roll it back when an ERROR was caught, and restore both.
-    let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
-    // SAFETY: see above.
-    unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
-    let f = std::panic::AssertUnwindSafe(f);
-    let result = pgrx::PgTryBuilder::new(move || {
-        let f = f;
-        Some((f.0)())
-    })
-    .catch_others(|_| None)
-    .execute();
-    // SAFETY: ends the subtransaction begun above, whichever way f went.
-    unsafe {
-        if result.is_some() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-    }
-    result
-}
-
 /// A string as an SQL literal, quoted by PostgreSQL's own `quote_literal`
 /// (which writes an `E''` literal where backslashes need it, so the result
 /// is right whatever `standard_conforming_strings` says). Only for DDL,

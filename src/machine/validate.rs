@@ -4,7 +4,7 @@
 //! error names the offending state or event, and nothing is compiled unless
 //! every rule holds.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -107,7 +107,16 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
             timeout: None,
         })
         .collect();
-    let state_id = |name: &str| states_position(&def.states, name);
+    // Names to ids by hash: a linear scan per name would make large
+    // `from` lists quadratic.
+    let state_ids: HashMap<&str, StateId> = def
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.as_str(), i as StateId))
+        .rev()
+        .collect();
+    let state_id = |name: &str| state_ids.get(name).copied();
 
     let mut events = Vec::with_capacity(branch_count);
     let mut transitions = Vec::new();
@@ -133,6 +142,14 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
         }
     }
 
+    // How many targets each (event, source) has, counted in one pass: a
+    // scan of every transition per timed state would be quadratic.
+    let mut leads_from: HashMap<(usize, usize), usize> = HashMap::new();
+    for t in &transitions {
+        *leads_from
+            .entry((t.event as usize, t.from as usize))
+            .or_default() += 1;
+    }
     for (index, (name, s)) in def.states.iter().enumerate() {
         if let Some(timeout) = &s.timeout {
             let event = *first_branch.get(timeout.event.as_str()).ok_or_else(|| {
@@ -143,12 +160,7 @@ pub fn compile(def: &Definition) -> Result<Compiled, DefinitionError> {
             })?;
             let branches = event..event + def_branches(def, &timeout.event);
             let leads: Vec<usize> = branches
-                .map(|b| {
-                    transitions
-                        .iter()
-                        .filter(|t| t.event as usize == b && t.from as usize == index)
-                        .count()
-                })
+                .map(|b| leads_from.get(&(b, index)).copied().unwrap_or(0))
                 .filter(|&n| n > 0)
                 .collect();
             if leads.is_empty() {
@@ -209,16 +221,6 @@ fn def_branches(def: &Definition, name: &str) -> usize {
         .iter()
         .find(|(n, _)| n == name)
         .map_or(0, |(_, d)| d.branches().len())
-}
-
-fn states_position(
-    states: &[(String, super::definition::StateDef)],
-    name: &str,
-) -> Option<StateId> {
-    states
-        .iter()
-        .position(|(n, _)| n == name)
-        .map(|i| i as StateId)
 }
 
 fn check_name(kind: &str, name: &str) -> Result<(), DefinitionError> {
@@ -418,14 +420,24 @@ fn is_function_name(s: &str) -> bool {
 fn warnings(machine: &Machine) -> Vec<String> {
     let (states, transitions) = (&machine.states, machine.transitions());
     let errors = machine.error_transitions();
+    // Adjacency lists, built once: linear in states and transitions.
+    let mut next: Vec<Vec<StateId>> = vec![Vec::new(); states.len()];
+    let mut leaves = vec![false; states.len()];
+    for t in transitions {
+        next[t.from as usize].push(t.to);
+        leaves[t.from as usize] = true;
+    }
+    for t in &errors {
+        next[t.from as usize].push(t.to);
+    }
     let mut reached = vec![false; states.len()];
     let mut queue = VecDeque::from([machine.initial]);
     reached[machine.initial as usize] = true;
     while let Some(s) = queue.pop_front() {
-        for t in transitions.iter().chain(&errors).filter(|t| t.from == s) {
-            if !reached[t.to as usize] {
-                reached[t.to as usize] = true;
-                queue.push_back(t.to);
+        for &to in &next[s as usize] {
+            if !reached[to as usize] {
+                reached[to as usize] = true;
+                queue.push_back(to);
             }
         }
     }
@@ -437,7 +449,7 @@ fn warnings(machine: &Machine) -> Vec<String> {
                 s.name
             ));
         }
-        if !s.is_final && !transitions.iter().any(|t| t.from as usize == i) {
+        if !s.is_final && !leaves[i] {
             out.push(format!(
                 "state \"{}\" is not final but no event leaves it",
                 s.name

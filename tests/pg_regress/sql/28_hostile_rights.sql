@@ -142,3 +142,15 @@ CREATE FOREIGN TABLE hr_remote_plain (id int NOT NULL, s text) SERVER hr_server;
 ALTER FOREIGN TABLE hr_remote_plain INHERIT hr_invoices;
 \echo :LAST_ERROR_SQLSTATE
 
+
+-- A cancel is never rewritten: a statement timeout while create_machine
+-- checks 999 timeouts is 57014, not a complaint about the definition.
+SET statement_timeout = '20ms';
+SELECT fsm.create_machine('hr_many_timers', jsonb_build_object(
+  'states', (SELECT jsonb_object_agg('s' || g,
+                     CASE WHEN g = 0 THEN '{"initial": true}'::jsonb ELSE '{}'::jsonb END
+                     || jsonb_build_object('timeout', jsonb_build_object('after', '1 day', 'event', 'next')))
+               FROM generate_series(0, 998) g) || '{"end": {"final": true}}',
+  'events', '{"next": {"from": "*", "to": "end"}}'::jsonb));
+\echo :LAST_ERROR_SQLSTATE
+RESET statement_timeout;
