@@ -42,7 +42,7 @@ fn stays_sql(rows: &str, part: &str, keep_part: bool) -> String {
            SELECT r.{part}, r.id, r.to_state FROM ( \
              SELECT r.*, pg_catalog.lag(r.to_state) OVER (PARTITION BY r.{part} ORDER BY r.id) AS before \
                FROM ({rows}) r) r \
-            WHERE r.before IS DISTINCT FROM r.to_state), \
+            WHERE r.before IS NULL OR r.before OPERATOR(pg_catalog.<>) r.to_state), \
          stays AS ( \
            SELECT {part_column}c.to_state AS state, fsm.uuid7_time(c.id) AS started, \
                   fsm.uuid7_time(pg_catalog.lead(c.id) OVER e) AS ended, \

@@ -297,8 +297,8 @@ pub fn keys_to_read(
 }
 
 /// `fsm.states_at(tbl, keys, at, col)`: the state each key was in at `at`
-/// (its last history row of that millisecond or before), in the order
-/// given, with the moment it entered it. Keys with no history by then are
+/// (its last history row of that millisecond or before that changed the
+/// state), in the order given, with the moment it entered it. Keys with no history by then are
 /// left out; under row level security, so are keys whose rows the caller
 /// cannot see now.
 unsafe fn states_at(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
@@ -318,12 +318,15 @@ unsafe fn states_at(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum
         };
         let plan = b.plans.get(Statement::StatesAt { keys_type }, || {
             // A transition counts from its millisecond on: the bound is the
-            // first id of the millisecond after `at`'s.
+            // first id of the millisecond after `at`'s. The state is the one
+            // the last row that changed it entered (a self-transition after
+            // it leaves the state, and its `since`, as they were).
             let sql = format!(
                 "SELECT k.orig, h.to_state, fsm.uuid7_time(h.id) \
                    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS k(key, orig, ord) \
                    CROSS JOIN LATERAL (SELECT h.id, h.to_state FROM {history} h \
                                         WHERE h.entity_key {eq} k.key \
+                                          AND (h.from_state IS NULL OR h.from_state OPERATOR(pg_catalog.<>) h.to_state) \
                                           AND h.id OPERATOR(pg_catalog.<) \
                                               fsm.uuid7($4 OPERATOR(pg_catalog.+) '1 millisecond'::pg_catalog.interval) \
                                         ORDER BY h.id DESC LIMIT 1) h \

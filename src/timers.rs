@@ -132,7 +132,7 @@ fn candidates(b: &Binding, due_only: bool, visible: bool) -> Rc<KeptPlan> {
                     AS x(state, after, event) ON t.{col}::pg_catalog.text OPERATOR(pg_catalog.=) x.state \
                CROSS JOIN LATERAL (SELECT h.id FROM {history} h \
                                     WHERE h.entity_key {eq} t.{key} \
-                                      AND h.from_state IS DISTINCT FROM h.to_state \
+                                      AND (h.from_state IS NULL OR h.from_state OPERATOR(pg_catalog.<>) h.to_state) \
                                     ORDER BY h.id DESC LIMIT 1) h \
               WHERE NOT EXISTS ({fired_since})",
             fired_since = fired_since_entry(b, &format!("t.{key}"), "x.event"),
@@ -400,7 +400,7 @@ fn fire_batch(
                 "SELECT pg_catalog.array_agg(t.{key}), pg_catalog.array_agg(t.ctid) FROM {table} t \
                    CROSS JOIN LATERAL (SELECT h.id FROM {history} h \
                                         WHERE h.entity_key {eq} t.{key} \
-                                          AND h.from_state IS DISTINCT FROM h.to_state \
+                                          AND (h.from_state IS NULL OR h.from_state OPERATOR(pg_catalog.<>) h.to_state) \
                                         ORDER BY h.id DESC LIMIT 1) h \
                   WHERE t.{col}::pg_catalog.text OPERATOR(pg_catalog.=) $1 \
                     AND fsm.uuid7_time(h.id) OPERATOR(pg_catalog.+) $2::pg_catalog.interval \
@@ -538,7 +538,7 @@ fn fire_if_due(
             format!(
                 "SELECT fsm.uuid7_time(h.id) OPERATOR(pg_catalog.+) $2::pg_catalog.interval \
                         OPERATOR(pg_catalog.<=) $3 AND NOT EXISTS ({}) \
-                   FROM {} h WHERE h.entity_key {} $1 AND h.from_state IS DISTINCT FROM h.to_state \
+                   FROM {} h WHERE h.entity_key {} $1 AND (h.from_state IS NULL OR h.from_state OPERATOR(pg_catalog.<>) h.to_state) \
                   ORDER BY h.id DESC LIMIT 1",
                 fired_since_entry(b, "$1", "$4"),
                 b.history_table,

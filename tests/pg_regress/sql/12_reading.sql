@@ -62,6 +62,10 @@ SELECT * FROM fsm.states_at('beacons', ARRAY[10, 11], '2024-05-01 09:59:59.999+0
 -- A transition counts from its millisecond on.
 SELECT * FROM fsm.states_at('beacons', ARRAY[10], '2024-05-01 11:00:00+00');
 SELECT * FROM fsm.states_at('beacons', ARRAY[10], '2024-05-01 11:00:00.0005+00');
+-- A self-transition does not enter the state again: since stays 10:30.
+INSERT INTO beacons_state_history (id, entity_key, event, from_state, to_state)
+VALUES (fsm.uuid7('2024-05-01 10:40:00+00'), 11, 'ping', 'on', 'on');
+SELECT * FROM fsm.states_at('beacons', ARRAY[11], '2024-05-01 10:45:00+00');
 -- Keys of another type are converted exactly, as for fire.
 SELECT entity_key, state FROM fsm.states_at('beacons', ARRAY[10]::bigint[], '2024-05-01 12:00+00');
 SELECT * FROM fsm.states_at('beacons', ARRAY[10.5], '2024-05-01 12:00+00');
