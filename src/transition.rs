@@ -24,23 +24,53 @@ pub struct Subject<'a> {
 
 impl Subject<'_> {
     /// "(table orders, key 42, state "paid")": appended to every refusal.
+    /// The key and the state are shown only to a role that may SELECT
+    /// their columns: an UPDATE needs no SELECT of the columns it sets, and
+    /// a refusal must not tell what the role could not read.
     pub fn at(&self) -> String {
-        format!(
-            "(table {}, key {}, state \"{}\")",
-            self.binding.table,
-            self.binding.key_text(self.key.datum()),
-            clip(self.state)
-        )
+        let b = self.binding;
+        let mut at = format!("(table {}", b.table);
+        if may_select(b, &b.key_column) {
+            at.push_str(&format!(", key {}", b.key_text(self.key.datum())));
+        }
+        if may_select(b, &b.column) {
+            at.push_str(&format!(", state \"{}\"", clip(self.state)));
+        }
+        at.push(')');
+        at
     }
 
     pub fn refuse(&self, kind: ErrorKind, what: String) -> FsmError {
+        let error =
+            FsmError::new(kind, format!("{what} {}", self.at())).located(self.binding.fields(None));
+        if !may_select(self.binding, &self.binding.column) {
+            return error;
+        }
         let from = self.binding.machine.state_id(self.state);
         let allowed = from
             .map(|s| self.binding.machine.events_from(s))
             .unwrap_or_default();
-        FsmError::new(kind, format!("{what} {}", self.at()))
-            .hint(allowed_hint(&clip(self.state), &allowed))
-            .located(self.binding.fields(None))
+        error.hint(allowed_hint(&clip(self.state), &allowed))
+    }
+}
+
+/// Whether the current user may SELECT `column` of the bound table (the
+/// whole table, or that column). Only on the way to a refusal.
+fn may_select(b: &Binding, column: &str) -> bool {
+    let user = crate::sql::current_user();
+    let mode = pg_sys::ACL_SELECT as pg_sys::AclMode;
+    let Ok(name) = std::ffi::CString::new(column) else {
+        return false;
+    };
+    // SAFETY: ACL and attribute lookups by oid and name of a live relation.
+    unsafe {
+        if pg_sys::pg_class_aclcheck(b.bound_relid, user, mode) == pg_sys::AclResult::ACLCHECK_OK {
+            return true;
+        }
+        let attnum = pg_sys::get_attnum(b.bound_relid, name.as_ptr());
+        attnum > 0
+            && pg_sys::pg_attribute_aclcheck(b.bound_relid, attnum, user, mode)
+                == pg_sys::AclResult::ACLCHECK_OK
     }
 }
 

@@ -154,3 +154,26 @@ SELECT fsm.create_machine('hr_many_timers', jsonb_build_object(
   'events', '{"next": {"from": "*", "to": "end"}}'::jsonb));
 \echo :LAST_ERROR_SQLSTATE
 RESET statement_timeout;
+
+-- A refusal shows a row's key and state only to a role that may read them.
+CREATE TABLE hr_safes (id int PRIMARY KEY, s text, combination text);
+SELECT fsm.attach('hr_safes', 's', 'hr_doc') AS history;
+INSERT INTO hr_safes VALUES (7), (8);
+UPDATE hr_safes SET s = 'sent' WHERE id = 7;
+GRANT UPDATE (s) ON hr_safes TO hr_intruder;
+SET ROLE hr_intruder;
+UPDATE hr_safes SET s = 'draft';
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT SELECT (id) ON hr_safes TO hr_intruder;
+SET ROLE hr_intruder;
+UPDATE hr_safes SET s = 'draft' WHERE id = 7;
+-- fire reads the row it moves: SELECT on the key and the state.
+SELECT fsm.fire('hr_safes', 8, 'send');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT SELECT (s) ON hr_safes TO hr_intruder;
+SET ROLE hr_intruder;
+SELECT fsm.fire('hr_safes', 8, 'send');
+UPDATE hr_safes SET s = 'draft' WHERE id = 7;
+RESET ROLE;
