@@ -1,6 +1,19 @@
 -- fsm catalog: machines and bindings, and the views users read them through.
 -- Everything here is extension configuration: pg_dump brings it back.
 
+-- fsm reads and writes names (states, events, keys as text) as UTF-8: in a
+-- database of another encoding they would be stored garbled. Refused here,
+-- once, rather than half-working.
+DO $encoding$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'fsm needs a database encoded in UTF8; this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create the database with ENCODING ''UTF8'' (CREATE DATABASE … ENCODING ''UTF8'' TEMPLATE template0).';
+    END IF;
+END
+$encoding$;
+
 CREATE TABLE fsm.machine (
     name       text PRIMARY KEY,
     version    integer NOT NULL CHECK (version > 0),
@@ -137,6 +150,8 @@ CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.
 --     history table's owner, who must stay the table's owner);
 --   * the primary key gone, composite, or of another type than the history's
 --     entity_key: refused (entities would merge or vanish in history);
+--   * a key whose type modifier changed: the history's entity_key follows;
+--   * an enum label a state uses renamed away: refused;
 --   * a bound table in an inheritance tree, or turned into a partition:
 --     refused (its rows would be reached without its triggers, or twice),
 --     a foreign table inheriting from it included.
@@ -145,6 +160,7 @@ CREATE FUNCTION fsm.follow_table_changes() RETURNS event_trigger
 DECLARE
     bad record;
     moved record;
+    widened record;
 BEGIN
     IF NOT EXISTS (SELECT FROM fsm.binding) THEN
         RETURN;
@@ -194,6 +210,45 @@ BEGIN
                   HINT = 'Use declarative partitioning and attach the machine to the partitioned table.';
     END IF;
 
+    -- A key whose type modifier changed (a longer varchar, another numeric
+    -- precision): the history's entity_key follows, so every key the table
+    -- can hold can be recorded (narrowing fails here while history holds
+    -- longer keys, and the statement with it).
+    FOR widened IN
+        SELECT b.history, k.atttypid, k.atttypmod
+          FROM fsm.binding b
+          JOIN pg_catalog.pg_index i ON i.indrelid = b.tbl::pg_catalog.oid AND i.indisprimary
+                                    AND i.indnkeyatts = 1
+          JOIN pg_catalog.pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
+          JOIN pg_catalog.pg_attribute h ON h.attrelid = b.history::pg_catalog.oid
+                                        AND h.attname = 'entity_key' AND NOT h.attisdropped
+         WHERE b.tbl::pg_catalog.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+           AND k.atttypid = h.atttypid AND k.atttypmod <> h.atttypmod
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN entity_key TYPE %s',
+                                  widened.history::pg_catalog.regclass,
+                                  pg_catalog.format_type(widened.atttypid, widened.atttypmod));
+    END LOOP;
+
+    -- An enum whose label a state uses cannot lose it (ALTER TYPE … RENAME
+    -- VALUE): the machine's states are names, and rows could no longer
+    -- reach the state, nor be inserted in the initial one.
+    SELECT b.tbl, b.col, s.state INTO bad
+      FROM fsm.binding b
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = b.tbl::pg_catalog.oid AND a.attname = b.col
+                                    AND NOT a.attisdropped
+      JOIN fsm.machine_state s ON s.machine = b.machine
+     WHERE a.atttypid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                           WHERE c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_enum e
+                        WHERE e.enumtypid = a.atttypid AND e.enumlabel = s.state)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% needs the enum label "%" (a state of its machine)', bad.tbl, bad.col, bad.state
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Rename the state in the machine first (fsm.create_machine(…, replace => true)), or detach it.';
+    END IF;
+
     -- A partitioned history (docs/operations.md) moves with its partitions:
     -- ALTER TABLE … OWNER TO does not recurse to them.
     FOR moved IN
@@ -212,7 +267,7 @@ BEGIN
 END
 $$;
 CREATE EVENT TRIGGER fsm_follow_table_changes ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TYPE')
     EXECUTE FUNCTION fsm.follow_table_changes();
 
 -- Ids (src/uuid7.rs); uuid7(at) and uuid7_time(id) are declared by pgrx.

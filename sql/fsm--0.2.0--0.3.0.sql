@@ -153,6 +153,7 @@ CREATE OR REPLACE FUNCTION fsm.follow_table_changes() RETURNS event_trigger
 DECLARE
     bad record;
     moved record;
+    widened record;
 BEGIN
     IF NOT EXISTS (SELECT FROM fsm.binding) THEN
         RETURN;
@@ -202,6 +203,45 @@ BEGIN
                   HINT = 'Use declarative partitioning and attach the machine to the partitioned table.';
     END IF;
 
+    -- A key whose type modifier changed (a longer varchar, another numeric
+    -- precision): the history's entity_key follows, so every key the table
+    -- can hold can be recorded (narrowing fails here while history holds
+    -- longer keys, and the statement with it).
+    FOR widened IN
+        SELECT b.history, k.atttypid, k.atttypmod
+          FROM fsm.binding b
+          JOIN pg_catalog.pg_index i ON i.indrelid = b.tbl::pg_catalog.oid AND i.indisprimary
+                                    AND i.indnkeyatts = 1
+          JOIN pg_catalog.pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
+          JOIN pg_catalog.pg_attribute h ON h.attrelid = b.history::pg_catalog.oid
+                                        AND h.attname = 'entity_key' AND NOT h.attisdropped
+         WHERE b.tbl::pg_catalog.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+           AND k.atttypid = h.atttypid AND k.atttypmod <> h.atttypmod
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN entity_key TYPE %s',
+                                  widened.history::pg_catalog.regclass,
+                                  pg_catalog.format_type(widened.atttypid, widened.atttypmod));
+    END LOOP;
+
+    -- An enum whose label a state uses cannot lose it (ALTER TYPE … RENAME
+    -- VALUE): the machine's states are names, and rows could no longer
+    -- reach the state, nor be inserted in the initial one.
+    SELECT b.tbl, b.col, s.state INTO bad
+      FROM fsm.binding b
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = b.tbl::pg_catalog.oid AND a.attname = b.col
+                                    AND NOT a.attisdropped
+      JOIN fsm.machine_state s ON s.machine = b.machine
+     WHERE a.atttypid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                           WHERE c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_enum e
+                        WHERE e.enumtypid = a.atttypid AND e.enumlabel = s.state)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% needs the enum label "%" (a state of its machine)', bad.tbl, bad.col, bad.state
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Rename the state in the machine first (fsm.create_machine(…, replace => true)), or detach it.';
+    END IF;
+
     -- A partitioned history (docs/operations.md) moves with its partitions:
     -- ALTER TABLE … OWNER TO does not recurse to them.
     FOR moved IN
@@ -223,5 +263,5 @@ $$;
 -- A foreign table joining a bound table's inheritance tree is watched too.
 DROP EVENT TRIGGER fsm_follow_table_changes;
 CREATE EVENT TRIGGER fsm_follow_table_changes ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TYPE')
     EXECUTE FUNCTION fsm.follow_table_changes();

@@ -1,0 +1,42 @@
+-- DDL on a bound table that fsm follows or refuses, never leaving the table
+-- broken: a wider key, a renamed enum label, a database of another encoding.
+\set VERBOSITY terse
+SELECT fsm.create_machine('fd_doc', '{
+  "states": {"draft": {"initial": true}, "sent": {"final": true}},
+  "events": {"send": {"from": "draft", "to": "sent"}}}') AS version;
+
+-- A varchar key made wider: the history's entity_key follows, and longer
+-- keys are recorded.
+CREATE TABLE fd_codes (code varchar(4) PRIMARY KEY, s text);
+SELECT fsm.attach('fd_codes', 's', 'fd_doc') AS history;
+INSERT INTO fd_codes VALUES ('abcd');
+ALTER TABLE fd_codes ALTER COLUMN code TYPE varchar(12);
+SELECT pg_catalog.format_type(atttypid, atttypmod) AS entity_key_type
+  FROM pg_attribute WHERE attrelid = 'fd_codes_s_history'::regclass AND attname = 'entity_key';
+INSERT INTO fd_codes VALUES ('abcdefghij');
+SELECT fsm.fire('fd_codes', 'abcdefghij'::varchar, 'send');
+SELECT entity_key, event, to_state FROM fd_codes_s_history ORDER BY id;
+-- Narrower than a recorded key: refused with the history's own error.
+ALTER TABLE fd_codes ALTER COLUMN code TYPE varchar(6);
+\echo :LAST_ERROR_SQLSTATE
+
+-- An enum label a state uses cannot be renamed away.
+CREATE TYPE fd_status AS ENUM ('draft', 'sent', 'archived');
+CREATE TABLE fd_letters (id int PRIMARY KEY, s fd_status);
+SELECT fsm.attach('fd_letters', 's', 'fd_doc') AS history;
+INSERT INTO fd_letters VALUES (1);
+ALTER TYPE fd_status RENAME VALUE 'draft' TO 'drafted';
+\echo :LAST_ERROR_SQLSTATE
+ALTER TYPE fd_status RENAME VALUE 'archived' TO 'old';
+INSERT INTO fd_letters VALUES (2);
+SELECT id, s FROM fd_letters ORDER BY id;
+
+-- fsm needs a UTF8 database: elsewhere CREATE EXTENSION refuses, clearly.
+CREATE DATABASE fd_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c fd_latin1
+\set VERBOSITY terse
+CREATE EXTENSION fsm;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS fsm_schemas FROM pg_namespace WHERE nspname = 'fsm';
+\c fsm_regress
+DROP DATABASE fd_latin1;
