@@ -25,8 +25,10 @@ pub unsafe fn check_after(statement: *mut pg_sys::PlannedStmt) -> FsmResult<()> 
     if unsafe { pg_sys::get_extension_oid(c"fsm".as_ptr(), true) } == pg_sys::InvalidOid {
         return Ok(());
     }
+    // The parent may itself be a partition of a bound table (its bindings
+    // are then seen from it): the rows enter the bound table all the same.
     let bindings = cache::table_bindings(parent)?;
-    for b in bindings.iter().filter(|b| !b.on_partition()) {
+    for b in bindings.iter() {
         check_rows_hold_states(partition, &b.column, &b.machine, &b.machine_name)?;
     }
     Ok(())

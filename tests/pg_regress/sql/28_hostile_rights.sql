@@ -128,6 +128,13 @@ SELECT id, s FROM hr_parcels_pk ORDER BY id;
 -- ... and from there on it is enforced.
 UPDATE hr_parcels_pk SET s = 'draft' WHERE id = 101;
 \echo :LAST_ERROR_SQLSTATE
+-- A partition of a partition: its rows enter the bound table too.
+CREATE TABLE hr_parcels_3 PARTITION OF hr_parcels_pk FOR VALUES FROM (200) TO (300) PARTITION BY RANGE (id);
+CREATE TABLE hr_parcels_3a (id int PRIMARY KEY, s text);
+INSERT INTO hr_parcels_3a VALUES (200, 'lost');
+ALTER TABLE hr_parcels_3 ATTACH PARTITION hr_parcels_3a FOR VALUES FROM (200) TO (250);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rows_in_bound_table FROM hr_parcels_pk WHERE id >= 200;
 
 -- A foreign table cannot join a bound table's inheritance tree, and a
 -- refused one does not block DDL on other tables afterwards.
