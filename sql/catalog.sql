@@ -150,7 +150,8 @@ CREATE EVENT TRIGGER fsm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION fsm.
 --     history table's owner, who must stay the table's owner);
 --   * the primary key gone, composite, or of another type than the history's
 --     entity_key: refused (entities would merge or vanish in history);
---   * a key whose type modifier changed: the history's entity_key follows;
+--   * a key whose type modifier changed: refused until the history's
+--     entity_key is altered to match (the owner does it, not this function);
 --   * an enum label a state uses renamed away: refused;
 --   * a bound table in an inheritance tree, or turned into a partition:
 --     refused (its rows would be reached without its triggers, or twice),
@@ -160,7 +161,6 @@ CREATE FUNCTION fsm.follow_table_changes() RETURNS event_trigger
 DECLARE
     bad record;
     moved record;
-    widened record;
 BEGIN
     IF NOT EXISTS (SELECT FROM fsm.binding) THEN
         RETURN;
@@ -211,24 +211,27 @@ BEGIN
     END IF;
 
     -- A key whose type modifier changed (a longer varchar, another numeric
-    -- precision): the history's entity_key follows, so every key the table
-    -- can hold can be recorded (narrowing fails here while history holds
-    -- longer keys, and the statement with it).
-    FOR widened IN
-        SELECT b.history, k.atttypid, k.atttypmod
-          FROM fsm.binding b
-          JOIN pg_catalog.pg_index i ON i.indrelid = b.tbl::pg_catalog.oid AND i.indisprimary
-                                    AND i.indnkeyatts = 1
-          JOIN pg_catalog.pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
-          JOIN pg_catalog.pg_attribute h ON h.attrelid = b.history::pg_catalog.oid
-                                        AND h.attname = 'entity_key' AND NOT h.attisdropped
-         WHERE b.tbl::pg_catalog.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
-           AND k.atttypid = h.atttypid AND k.atttypmod <> h.atttypmod
-    LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN entity_key TYPE %s',
-                                  widened.history::pg_catalog.regclass,
-                                  pg_catalog.format_type(widened.atttypid, widened.atttypmod));
-    END LOOP;
+    -- precision) must still fit the history's entity_key. It is not altered
+    -- here: this function runs as the extension's owner, and altering the
+    -- history would evaluate its owner's constraints with those rights. The
+    -- owner alters it first, as for a change of the key's type.
+    SELECT b.tbl, b.col, b.history,
+           pg_catalog.format_type(k.atttypid, k.atttypmod) AS key_type INTO bad
+      FROM fsm.binding b
+      JOIN pg_catalog.pg_index i ON i.indrelid = b.tbl::pg_catalog.oid AND i.indisprimary
+                                AND i.indnkeyatts = 1
+      JOIN pg_catalog.pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
+      JOIN pg_catalog.pg_attribute h ON h.attrelid = b.history::pg_catalog.oid
+                                    AND h.attname = 'entity_key' AND NOT h.attisdropped
+     WHERE b.tbl::pg_catalog.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+       AND k.atttypid = h.atttypid AND k.atttypmod <> h.atttypmod AND h.atttypmod <> -1
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% needs its history''s entity_key to be of the key''s type, %', bad.tbl, bad.col, bad.key_type
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = pg_catalog.format('Alter the history first: ALTER TABLE %s ALTER COLUMN entity_key TYPE %s;',
+                                           bad.history::pg_catalog.regclass, bad.key_type);
+    END IF;
 
     -- An enum whose label a state uses cannot lose it (ALTER TYPE … RENAME
     -- VALUE): the machine's states are names, and rows could no longer

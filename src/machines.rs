@@ -159,17 +159,24 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
         check_owner(name, existing.owner)?;
     }
     let bound = bound_tables(name)?;
-    // Writers of the bound tables wait from here until this transaction
-    // ends (as for attach): none may write a state the new version lacks
-    // after its rows were checked, nor move a row under the old version
-    // once the new one is in place. Oid order, as bound_tables returns.
+    // A new version's guards and actions run on every bound table, as
+    // whoever writes it: only a role acting as each table's owner (who
+    // chose to attach the machine, as for attach itself) may replace it.
+    // Checked first: the row check below would tell others' states.
     for (table, _) in &bound {
-        // SAFETY: a lock on a relation oid, held to the end of the
-        // transaction (no privilege check: the machine's owner replaces
-        // what the tables' owners chose to attach).
-        unsafe {
-            pg_sys::LockRelationOid(*table, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE)
-        };
+        check_acts_as_table_owner(name, *table)?;
+    }
+    // Writers of the bound tables, partitions included, wait from here
+    // until this transaction ends (as for attach): none may write a state
+    // the new version lacks after its rows were checked, nor move a row
+    // under the old version once the new one is in place. Oid order, as
+    // bound_tables returns.
+    for (table, _) in &bound {
+        // LOCK TABLE reaches every partition; the caller owns the table.
+        Spi::run(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            sql::qualified_relation(*table)?
+        ))?;
     }
     for (table, column) in &bound {
         check_rows_fit(*table, column, &compiled, name)?;
@@ -188,6 +195,41 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
         pgrx::warning!("machine \"{name}\": {w}");
     }
     Ok(version)
+}
+
+/// 42501 unless the current user acts as the owner of `table`, bound to
+/// the machine `name`.
+fn check_acts_as_table_owner(name: &str, table: pg_sys::Oid) -> FsmResult<()> {
+    // SAFETY: a syscache lookup of a live relation's owner.
+    let owner = unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as _,
+            pg_sys::Datum::from(table),
+        );
+        if tuple.is_null() {
+            return Ok(());
+        }
+        let form = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
+        let owner = (*form).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        owner
+    };
+    if sql::acts_as(owner) {
+        return Ok(());
+    }
+    Err(FsmError::new(
+        ErrorKind::InsufficientPrivilege,
+        format!(
+            "machine \"{}\" is attached to {}, which you do not own",
+            clip(name),
+            datum_text(pg_sys::Datum::from(table), pg_sys::REGCLASSOID)
+        ),
+    )
+    .detail("A new version's guards and actions would run on that table: only its owner may replace the machine it attached.")
+    .hint(format!(
+        "Have {} replace it, or detach it from that table first.",
+        sql::role_name(owner)
+    )))
 }
 
 /// 42501 unless the current user may create objects in this database.

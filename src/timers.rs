@@ -258,23 +258,9 @@ struct Shown {
 
 impl Shown {
     fn for_caller(b: &Binding) -> Shown {
-        let user = crate::sql::current_user();
-        // SAFETY: ACL checks by oid and attribute number of a live relation.
-        let may_select = |attnum: i16| unsafe {
-            pg_sys::pg_attribute_aclcheck(
-                b.relid,
-                attnum,
-                user,
-                pg_sys::ACL_SELECT as pg_sys::AclMode,
-            ) == pg_sys::AclResult::ACLCHECK_OK
-        };
-        // SAFETY: as above.
-        let whole_table = unsafe {
-            pg_sys::pg_class_aclcheck(b.relid, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
-                == pg_sys::AclResult::ACLCHECK_OK
-        };
+        use crate::transition::may_select;
         Shown {
-            keys: whole_table || (may_select(b.key_attnum) && may_select(b.attnum)),
+            keys: may_select(b, &b.key_column) && may_select(b, &b.column),
         }
     }
 }

@@ -55,8 +55,13 @@ impl Subject<'_> {
 }
 
 /// Whether the current user may SELECT `column` of the bound table (the
-/// whole table, or that column). Only on the way to a refusal.
-fn may_select(b: &Binding, column: &str) -> bool {
+/// whole table, or that column), whatever row it is: never where row level
+/// security applies to the user, as PostgreSQL's own errors leave out a
+/// row's values then. Only on the way to a refusal.
+pub fn may_select(b: &Binding, column: &str) -> bool {
+    if crate::read::row_security_applies(b.bound_relid) {
+        return false;
+    }
     let user = crate::sql::current_user();
     let mode = pg_sys::ACL_SELECT as pg_sys::AclMode;
     let Ok(name) = std::ffi::CString::new(column) else {

@@ -6,7 +6,9 @@
 -- and once after, and both are compared. A guard's or an action's own
 -- error also leaves fire, can_fire and a plain UPDATE as the function
 -- raised it.
-\set VERBOSITY verbose
+-- (Verbose error output would print source locations, which differ between
+-- PostgreSQL versions: the default shows the rest, and the SQLSTATE is echoed.)
+\set SHOW_CONTEXT always
 CREATE EXTENSION IF NOT EXISTS fsm;
 CREATE TABLE fe_ledger (id int PRIMARY KEY, amount int);
 CREATE FUNCTION fe_ledger_refuses() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -49,9 +51,13 @@ INSERT INTO fe_statements VALUES
 -- Before fsm is loaded in this session (nothing above calls it).
 CREATE TEMP TABLE before AS SELECT n, fe_caught(statement) AS error FROM fe_statements;
 DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = 'AB123'; END $$;
+\echo :LAST_ERROR_SQLSTATE
 CALL fe_settle(2);
+\echo :LAST_ERROR_SQLSTATE
 INSERT INTO fe_ledger VALUES (1, -5);
+\echo :LAST_ERROR_SQLSTATE
 SELECT 'not a number'::int;
+\echo :LAST_ERROR_SQLSTATE
 COPY fe_ledger FROM stdin;
 3	-1
 \.
@@ -66,9 +72,13 @@ END $$;
 SELECT fsm.uuid7() IS NOT NULL AS loaded;
 CREATE TEMP TABLE after AS SELECT n, fe_caught(statement) AS error FROM fe_statements;
 DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = 'AB123'; END $$;
+\echo :LAST_ERROR_SQLSTATE
 CALL fe_settle(2);
+\echo :LAST_ERROR_SQLSTATE
 INSERT INTO fe_ledger VALUES (1, -5);
+\echo :LAST_ERROR_SQLSTATE
 SELECT 'not a number'::int;
+\echo :LAST_ERROR_SQLSTATE
 COPY fe_ledger FROM stdin;
 3	-1
 \.
@@ -84,7 +94,6 @@ SELECT b.n, b.error = a.error AS same, a.error
   FROM before b JOIN after a USING (n) ORDER BY n;
 
 -- A guard's own error leaves fire, can_fire and UPDATE as it was raised.
-\set VERBOSITY default
 \set SHOW_CONTEXT never
 CREATE TABLE fe_claims (id int PRIMARY KEY, status text);
 CREATE FUNCTION fe_claim_guard(c fe_claims, payload jsonb) RETURNS boolean LANGUAGE plpgsql AS $$

@@ -184,3 +184,39 @@ SET ROLE hr_intruder;
 SELECT fsm.fire('hr_safes', 8, 'send');
 UPDATE hr_safes SET s = 'draft' WHERE id = 7;
 RESET ROLE;
+
+-- Row level security: a refusal names no row, as PostgreSQL's own errors.
+CREATE TABLE hr_tenants (id text PRIMARY KEY, tenant text, s text);
+SELECT fsm.attach('hr_tenants', 's', 'hr_doc') AS history;
+INSERT INTO hr_tenants VALUES ('acme-secret-42', 'acme');
+UPDATE hr_tenants SET s = 'sent';
+ALTER TABLE hr_tenants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY hr_see_own ON hr_tenants FOR SELECT USING (tenant = current_user);
+CREATE POLICY hr_update_any ON hr_tenants FOR UPDATE USING (true);
+GRANT SELECT, UPDATE ON hr_tenants TO hr_intruder;
+SET ROLE hr_intruder;
+UPDATE hr_tenants SET s = 'draft';
+RESET ROLE;
+
+-- A machine's owner cannot replace it under a table another role owns:
+-- the new version's guards would run there, and its row check would tell
+-- that table's states.
+DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO hr_intruder', current_database()); END $$;
+SET ROLE hr_intruder;
+SELECT fsm.create_machine('hr_shared_m', '{
+  "states": {"new": {"initial": true}, "vip": {}},
+  "events": {"promote": {"from": "new", "to": "vip"}}}') AS version;
+RESET ROLE;
+SET ROLE hr_victim;
+CREATE TABLE hr_shared.customers (id int PRIMARY KEY, s text, card text);
+SELECT fsm.attach('hr_shared.customers', 's', 'hr_shared_m') AS history;
+INSERT INTO hr_shared.customers VALUES (1, 'new', '4111');
+SELECT fsm.fire('hr_shared.customers', 1, 'promote');
+RESET ROLE;
+SET ROLE hr_intruder;
+SELECT fsm.create_machine('hr_shared_m', '{
+  "states": {"new": {"initial": true}},
+  "events": {}}', true);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT version FROM fsm.machines WHERE name = 'hr_shared_m';
