@@ -17,6 +17,7 @@ use crate::error::{clip, required, ErrorKind, FsmError, FsmResult, NoRowIsNone, 
 use crate::json::{self, Jsonb};
 use crate::key::datum_text;
 use crate::machine::{render, validate::compile_json, Compiled, Definition};
+use crate::spi_plan::{connected, KeptPlan};
 use crate::sql::{self, as_user, Restrict};
 
 /// A stored machine: its owner and normalized definition.
@@ -159,24 +160,15 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
         check_owner(name, existing.owner)?;
     }
     let bound = bound_tables(name)?;
-    // A new version's guards and actions run on every bound table, as
-    // whoever writes it: only a role acting as each table's owner (who
-    // chose to attach the machine, as for attach itself) may replace it.
-    // Checked first: the row check below would tell others' states.
-    for (table, _) in &bound {
-        check_acts_as_table_owner(name, *table)?;
-    }
     // Writers of the bound tables, partitions included, wait from here
     // until this transaction ends (as for attach): none may write a state
     // the new version lacks after its rows were checked, nor move a row
     // under the old version once the new one is in place. Oid order, as
-    // bound_tables returns.
+    // bound_tables returns. A table's owner who attached another role's
+    // machine trusts that role's versions, as a trigger calling another
+    // role's function trusts its replacements (README, Rights).
     for (table, _) in &bound {
-        // LOCK TABLE reaches every partition; the caller owns the table.
-        Spi::run(&format!(
-            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-            sql::qualified_relation(*table)?
-        ))?;
+        lock_with_partitions(*table)?;
     }
     for (table, column) in &bound {
         check_rows_fit(*table, column, &compiled, name)?;
@@ -197,39 +189,29 @@ fn store(name: &str, definition: &serde_json::Value, replace: bool) -> FsmResult
     Ok(version)
 }
 
-/// 42501 unless the current user acts as the owner of `table`, bound to
-/// the machine `name`.
-fn check_acts_as_table_owner(name: &str, table: pg_sys::Oid) -> FsmResult<()> {
-    // SAFETY: a syscache lookup of a live relation's owner.
-    let owner = unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::RELOID as _,
-            pg_sys::Datum::from(table),
+/// Locks `table` and every partition of it against writers until the
+/// transaction ends. No privilege is checked: the machine's owner replaces
+/// what the tables' owners attached.
+fn lock_with_partitions(table: pg_sys::Oid) -> FsmResult<()> {
+    let lock = pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE;
+    // SAFETY: a lock on a relation oid, held to the end of the transaction.
+    unsafe { pg_sys::LockRelationOid(table, lock) };
+    let partitions: Vec<pg_sys::Oid> = connected(|| -> FsmResult<Vec<pg_sys::Oid>> {
+        let plan = KeptPlan::prepare(
+            "SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) p \
+              WHERE p.relid OPERATOR(pg_catalog.<>) $1 ORDER BY p.level, 1",
+            &[pg_sys::REGCLASSOID],
         );
-        if tuple.is_null() {
-            return Ok(());
-        }
-        let form = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
-        let owner = (*form).relowner;
-        pg_sys::ReleaseSysCache(tuple);
-        owner
-    };
-    if sql::acts_as(owner) {
-        return Ok(());
+        plan.read_latest(&[Some(pg_sys::Datum::from(table))])
+            .map(|row| row.oid(1))
+            .filter_map(Result::transpose)
+            .collect()
+    })?;
+    for partition in partitions {
+        // SAFETY: as above.
+        unsafe { pg_sys::LockRelationOid(partition, lock) };
     }
-    Err(FsmError::new(
-        ErrorKind::InsufficientPrivilege,
-        format!(
-            "machine \"{}\" is attached to {}, which you do not own",
-            clip(name),
-            datum_text(pg_sys::Datum::from(table), pg_sys::REGCLASSOID)
-        ),
-    )
-    .detail("A new version's guards and actions would run on that table: only its owner may replace the machine it attached.")
-    .hint(format!(
-        "Have {} replace it, or detach it from that table first.",
-        sql::role_name(owner)
-    )))
+    Ok(())
 }
 
 /// 42501 unless the current user may create objects in this database.
@@ -425,23 +407,25 @@ pub fn check_rows_hold_states(
     let machine = machine_name;
     check_states_fit_column(table, column, &states)?;
     let query = format!(
-        "SELECT COALESCE(t.{col}::pg_catalog.text, 'NULL'), pg_catalog.count(*) FROM {tbl} t \
+        "SELECT COALESCE(t.{col}::pg_catalog.text, 'NULL'), pg_catalog.count(*)::pg_catalog.text FROM {tbl} t \
           WHERE t.{col} IS NULL OR t.{col}::pg_catalog.text COLLATE pg_catalog.\"C\" OPERATOR(pg_catalog.<>) ALL ($1) \
-          GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+          GROUP BY 1 ORDER BY pg_catalog.count(*) DESC, 1 LIMIT 10",
         col = sql::ident(column),
         tbl = sql::qualified_relation(table)?,
     );
     let owner = sql::extension_owner()?;
+    // Under a snapshot taken after the caller's lock (read_latest): rows
+    // committed while it waited count, even in REPEATABLE READ, as for
+    // PostgreSQL's own constraint validation.
     let misfits = as_user(owner, Restrict::Restricted, || {
-        Spi::connect(|client| -> FsmResult<Vec<(String, i64)>> {
-            let mut misfits = Vec::new();
-            for row in client.select(&query, None, &[states.into()])? {
-                misfits.push((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<i64>(2)?.unwrap_or(0),
-                ));
-            }
-            Ok(misfits)
+        connected(|| -> FsmResult<Vec<(String, i64)>> {
+            let plan = KeptPlan::prepare(&query, &[pg_sys::TEXTARRAYOID]);
+            plan.read_latest(&[states.clone().into_datum()])
+                .map(|row| {
+                    let count = row.text(2)?.and_then(|n| n.parse().ok()).unwrap_or(0);
+                    Ok((row.text(1)?.unwrap_or_default(), count))
+                })
+                .collect()
         })
     })?;
     if misfits.is_empty() {
@@ -449,6 +433,18 @@ pub fn check_rows_hold_states(
     }
     let table_name = datum_text(pg_sys::Datum::from(table), pg_sys::REGCLASSOID);
     let total: i64 = misfits.iter().map(|(_, n)| n).sum();
+    // The values are quoted only to a caller who may read them (replace is
+    // for the machine's owner, who may not).
+    if !sql::may_select_column(table, column) {
+        return Err(FsmError::new(
+            ErrorKind::CheckViolation,
+            format!(
+                "rows of {table_name}.{} hold values that are not states of machine \"{}\"",
+                clip(column),
+                clip(machine),
+            ),
+        ));
+    }
     let listed: Vec<String> = misfits
         .iter()
         .map(|(s, n)| format!("{} ({n})", clip(s)))

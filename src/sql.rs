@@ -86,6 +86,31 @@ pub fn acts_as(owner: pg_sys::Oid) -> bool {
     unsafe { pg_sys::has_privs_of_role(current_user(), owner) }
 }
 
+/// Whether the current user may SELECT `column` of `relid` (the whole
+/// table, or that column), whatever row it is: never where row level
+/// security applies to the user, as PostgreSQL's own errors leave out a
+/// row's values then. For messages that would quote a table's values.
+pub fn may_select_column(relid: pg_sys::Oid, column: &str) -> bool {
+    if crate::read::row_security_applies(relid) {
+        return false;
+    }
+    let user = current_user();
+    let mode = pg_sys::ACL_SELECT as pg_sys::AclMode;
+    let Ok(name) = std::ffi::CString::new(column) else {
+        return false;
+    };
+    // SAFETY: ACL and attribute lookups by oid and name of a live relation.
+    unsafe {
+        if pg_sys::pg_class_aclcheck(relid, user, mode) == pg_sys::AclResult::ACLCHECK_OK {
+            return true;
+        }
+        let attnum = pg_sys::get_attnum(relid, name.as_ptr());
+        attnum > 0
+            && pg_sys::pg_attribute_aclcheck(relid, attnum, user, mode)
+                == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
 /// A role's name, for messages.
 pub fn role_name(role: pg_sys::Oid) -> String {
     // SAFETY: with noerr, returns NULL for a missing role.
@@ -158,6 +183,14 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: closes the level opened above, restoring the caller's path.
     unsafe { pg_sys::AtEOXact_GUC(true, level) };
     result
+}
+
+/// Runs a table's code (`f`) as its owner, as PostgreSQL's maintenance
+/// commands do: a security-restricted operation with `search_path` pinned,
+/// so nothing the caller planted on its own path runs with the owner's
+/// rights.
+pub fn as_table_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    as_user(owner, Restrict::Restricted, || with_pinned_search_path(f))
 }
 
 /// Runs DDL `f` as `user` with a pinned `search_path` (see

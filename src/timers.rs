@@ -236,11 +236,12 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
             let shown = Shown::for_caller(&b);
             // A timer is the table's own act: its triggers, guards, actions
             // and policies run as the table's owner, in a security-restricted
-            // operation, as VACUUM and REFRESH MATERIALIZED VIEW run a
-            // table's code, never as whoever ticks (a superuser from pg_cron).
-            fired += as_user(b.history_owner, Restrict::Restricted, || {
-                tick_binding(&b, left, now, shown)
-            })?;
+            // operation with search_path pinned to pg_catalog, pg_temp, as
+            // VACUUM and REFRESH MATERIALIZED VIEW run a table's code, never
+            // as whoever ticks (a superuser from pg_cron), nor with names
+            // resolved through the ticker's search_path.
+            fired +=
+                crate::sql::as_table_owner(b.history_owner, || tick_binding(&b, left, now, shown))?;
         }
         Ok(fired)
     })?;

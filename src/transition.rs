@@ -54,29 +54,10 @@ impl Subject<'_> {
     }
 }
 
-/// Whether the current user may SELECT `column` of the bound table (the
-/// whole table, or that column), whatever row it is: never where row level
-/// security applies to the user, as PostgreSQL's own errors leave out a
-/// row's values then. Only on the way to a refusal.
+/// Whether the current user may SELECT `column` of the bound table, whatever
+/// row it is (`sql::may_select_column`). Only on the way to a refusal.
 pub fn may_select(b: &Binding, column: &str) -> bool {
-    if crate::read::row_security_applies(b.bound_relid) {
-        return false;
-    }
-    let user = crate::sql::current_user();
-    let mode = pg_sys::ACL_SELECT as pg_sys::AclMode;
-    let Ok(name) = std::ffi::CString::new(column) else {
-        return false;
-    };
-    // SAFETY: ACL and attribute lookups by oid and name of a live relation.
-    unsafe {
-        if pg_sys::pg_class_aclcheck(b.bound_relid, user, mode) == pg_sys::AclResult::ACLCHECK_OK {
-            return true;
-        }
-        let attnum = pg_sys::get_attnum(b.bound_relid, name.as_ptr());
-        attnum > 0
-            && pg_sys::pg_attribute_aclcheck(b.bound_relid, attnum, user, mode)
-                == pg_sys::AclResult::ACLCHECK_OK
-    }
+    crate::sql::may_select_column(b.bound_relid, column)
 }
 
 /// Why a requirement of an event refuses it.

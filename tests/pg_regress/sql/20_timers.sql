@@ -96,6 +96,37 @@ SELECT status FROM post.parcels;
 SELECT who FROM post.seen_by;
 SELECT event, db_user FROM post.parcels_status_history WHERE event = 'expire';
 
+-- The owner's code runs with search_path pinned (pg_catalog, pg_temp): a
+-- function the ticker plants on its own path never runs as the owner.
+CREATE ROLE post_planter;
+GRANT USAGE ON SCHEMA post TO post_planter;
+CREATE SCHEMA planted AUTHORIZATION post_planter;
+SET ROLE post_owner;
+CREATE TABLE post.stamps (id int PRIMARY KEY, status text);
+CREATE FUNCTION post.lowered(p post.stamps, payload jsonb) RETURNS boolean
+    LANGUAGE sql AS $$ SELECT lower('A') = 'a' $$;
+RESET ROLE;
+SELECT fsm.create_machine('letter_stamp', '{
+  "states": {"fresh": {"initial": true, "timeout": {"after": "1 millisecond", "event": "age"}},
+             "old": {"final": true}},
+  "events": {"age": {"from": "fresh", "to": "old", "guard": "post.lowered"}}}') IS NOT NULL AS created;
+SET ROLE post_owner;
+SELECT fsm.attach('post.stamps', 'status', 'letter_stamp') IS NOT NULL AS attached;
+GRANT SELECT, UPDATE ON post.stamps TO post_planter;
+INSERT INTO post.stamps VALUES (1);
+RESET ROLE;
+SELECT pg_sleep(0.01);
+SET ROLE post_planter;
+CREATE FUNCTION planted.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'planted lower() ran as %', current_user;
+END $$;
+SET search_path = planted, pg_catalog;
+SELECT fsm.tick();
+RESET search_path;
+RESET ROLE;
+SELECT id, status FROM post.stamps;
+
 -- A negative lim is refused; 0 fires nothing.
 SELECT fsm.tick(-1);
 \echo :LAST_ERROR_SQLSTATE

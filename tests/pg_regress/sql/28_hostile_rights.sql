@@ -198,9 +198,8 @@ SET ROLE hr_intruder;
 UPDATE hr_tenants SET s = 'draft';
 RESET ROLE;
 
--- A machine's owner cannot replace it under a table another role owns:
--- the new version's guards would run there, and its row check would tell
--- that table's states.
+-- The owner of a machine another role attached may replace it (attaching
+-- trusts it), but its row check does not tell it that table's values.
 DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO hr_intruder', current_database()); END $$;
 SET ROLE hr_intruder;
 SELECT fsm.create_machine('hr_shared_m', '{
