@@ -14,7 +14,7 @@ use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, Machine, StateId};
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
-use crate::sql::{as_user, Restrict};
+use crate::sql::as_table_owner;
 use crate::uuid7;
 
 /// One transition to record. `event` and `from` are `None` for the row
@@ -134,9 +134,9 @@ fn insert_through_spi(b: &Binding, values: impl FnOnce() -> history_insert::Valu
             )
         });
         let args = values();
-        as_user(b.history_owner, Restrict::Restricted, || {
-            plan.execute(&args, false)
-        });
+        // The history table's own code (triggers, rules, policies, CHECK
+        // constraints) runs as its owner, with search_path pinned.
+        as_table_owner(b.history_owner, || plan.execute(&args, false));
     });
 }
 
@@ -213,9 +213,9 @@ pub fn append_rows(b: &Binding, who: &Who, rows: &[Held]) {
             Some(who.user_datum()),
             b.machine_version.into_datum(),
         ];
-        as_user(b.history_owner, Restrict::Restricted, || {
-            plan.execute(&args, false)
-        });
+        // As for one row: the history's code runs as its owner, with
+        // search_path pinned.
+        as_table_owner(b.history_owner, || plan.execute(&args, false));
     });
 }
 

@@ -92,7 +92,7 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
             *(*slot).tts_isnull.add(i) = value.is_none();
         }
         pg_sys::ExecStoreVirtualTuple(slot);
-        as_user(b.history_owner, Restrict::Restricted, || {
+        let write = || {
             if !(*(*relation).rd_att).constr.is_null() {
                 pg_sys::ExecConstraints(result, slot, estate);
             }
@@ -100,7 +100,16 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
             if (*result).ri_NumIndices > 0 {
                 insert_index_entries(result, slot, estate);
             }
-        });
+        };
+        // The owner's expressions (a CHECK, an index expression or
+        // predicate) run as the owner: with search_path pinned, so a name
+        // in them never resolves to what the writer planted on its path.
+        // A table as attach made it has none: nothing to pin.
+        if runs_owner_code(relation, result) {
+            crate::sql::as_table_owner(b.history_owner, write);
+        } else {
+            as_user(b.history_owner, Restrict::Restricted, write);
+        }
         close_indexes(result);
         pg_sys::ExecResetTupleTable((*estate).es_tupleTable, false);
         pg_sys::MemoryContextSwitchTo(saved);
@@ -108,6 +117,48 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
         pg_sys::table_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
     true
+}
+
+/// Whether writing a row evaluates expressions of the table's owner: CHECK
+/// constraints, index expressions, or index predicates other than the
+/// `IS NOT NULL` tests of columns that attach's own partial index has.
+///
+/// # Safety
+/// `relation` is open and `result`'s indexes were opened for it.
+unsafe fn runs_owner_code(relation: pg_sys::Relation, result: *mut pg_sys::ResultRelInfo) -> bool {
+    // SAFETY: per the contract: the relcache entry and the index infos
+    // ExecOpenIndices built stay valid while they are open.
+    unsafe {
+        let constraints = (*(*relation).rd_att).constr;
+        if !constraints.is_null() && (*constraints).num_check > 0 {
+            return true;
+        }
+        (0..(*result).ri_NumIndices as usize).any(|i| {
+            let info = *(*result).ri_IndexRelationInfo.add(i);
+            !info.is_null()
+                && (!(*info).ii_Expressions.is_null()
+                    || !only_null_tests_of_columns((*info).ii_Predicate))
+        })
+    }
+}
+
+/// Whether `predicate` (an implicitly ANDed list, or NIL) holds only
+/// `column IS [NOT] NULL` tests, which call no function.
+///
+/// # Safety
+/// `predicate` is NIL or a List of expression nodes.
+unsafe fn only_null_tests_of_columns(predicate: *mut pg_sys::List) -> bool {
+    // SAFETY: per the contract; nodes are read by their tags.
+    unsafe {
+        pgrx::PgList::<pg_sys::Node>::from_pg(predicate)
+            .iter_ptr()
+            .all(|node| {
+                !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_NullTest && {
+                    let arg = (*(node as *mut pg_sys::NullTest)).arg as *mut pg_sys::Node;
+                    !arg.is_null() && (*arg).type_ == pg_sys::NodeTag::T_Var
+                }
+            })
+    }
 }
 
 /// The index entries of the row just inserted from `slot`, unique and

@@ -27,7 +27,7 @@ use crate::cache;
 use crate::error::{required, ErrorKind, FsmError, FsmResult};
 use crate::key::Key;
 use crate::spi_plan::{connected, KeptPlan};
-use crate::sql::{as_user, current_user, ident, Restrict};
+use crate::sql::{current_user, ident};
 
 v1_function!(fsm_history, pg_finfo_fsm_history, history);
 v1_function!(fsm_changes, pg_finfo_fsm_changes, changes);
@@ -478,9 +478,7 @@ pub unsafe fn materialize_each<B: std::ops::Deref<Target = Binding>>(
             let Some((plan, args)) = prepare(b)? else {
                 continue;
             };
-            let rows = as_user(b.history_owner, Restrict::Restricted, || {
-                plan.execute(&args, true)
-            });
+            let rows = crate::sql::as_table_owner(b.history_owner, || plan.execute(&args, true));
             if rows == 0 {
                 continue;
             }

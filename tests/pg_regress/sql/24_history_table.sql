@@ -124,12 +124,14 @@ UPDATE kettles SET state = 'on' WHERE id = 5;
 SELECT to_state FROM fsm.history('kettles', 5, lim => 1);
 
 -- An INSERT trigger of the owner's fires for each history row, and may
--- change it.
+-- change it. It runs as the owner with search_path pinned to pg_catalog,
+-- pg_temp (as PostgreSQL's maintenance commands run a table's code): it
+-- names what it uses with its schema.
 CREATE TABLE kettle_audit (entity_key int, event text);
 GRANT INSERT ON kettle_audit TO kettle_keeper;
 CREATE FUNCTION kettle_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO kettle_audit VALUES (NEW.entity_key, NEW.event);
+    INSERT INTO public.kettle_audit VALUES (NEW.entity_key, NEW.event);
     NEW.actor := NEW.actor || ' (audited)';
     RETURN NEW;
 END $$;

@@ -219,3 +219,45 @@ SELECT fsm.create_machine('hr_shared_m', '{
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SELECT version FROM fsm.machines WHERE name = 'hr_shared_m';
+
+-- History rows are written as the history's owner: its code (a trigger, a
+-- CHECK) runs with search_path pinned, never through the writer's path.
+CREATE ROLE hr_alice;
+CREATE ROLE hr_bob;
+CREATE SCHEMA hr_a AUTHORIZATION hr_alice;
+CREATE SCHEMA hr_b AUTHORIZATION hr_bob;
+SET ROLE hr_alice;
+CREATE TABLE hr_a.orders (id int PRIMARY KEY, s text);
+SELECT fsm.attach('hr_a.orders', 's', 'hr_doc') AS history;
+CREATE TABLE hr_a.outbox (at timestamptz, who text);
+CREATE FUNCTION hr_a.to_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO hr_a.outbox VALUES (now(), current_user);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox AFTER INSERT ON hr_a.orders_s_history FOR EACH ROW EXECUTE FUNCTION hr_a.to_outbox();
+CREATE TABLE hr_a.items (id int PRIMARY KEY, s text);
+SELECT fsm.attach('hr_a.items', 's', 'hr_doc') AS history;
+CREATE FUNCTION hr_a.named(t text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN length(t) > 0;
+END $$;
+ALTER TABLE hr_a.items_s_history ADD CONSTRAINT named CHECK (hr_a.named(to_state));
+INSERT INTO hr_a.orders VALUES (1);
+INSERT INTO hr_a.items VALUES (1);
+GRANT USAGE ON SCHEMA hr_a TO hr_bob;
+GRANT SELECT, UPDATE ON hr_a.orders, hr_a.items TO hr_bob;
+RESET ROLE;
+SET ROLE hr_bob;
+CREATE FUNCTION hr_b.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'planted now() ran as %', current_user; END $$;
+CREATE FUNCTION hr_b.length(text) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'planted length() ran as %', current_user; END $$;
+GRANT USAGE ON SCHEMA hr_b TO PUBLIC;
+SET search_path = hr_b, pg_catalog;
+UPDATE hr_a.orders SET s = 'sent' WHERE id = 1;
+UPDATE hr_a.items SET s = 'sent' WHERE id = 1;
+RESET search_path;
+RESET ROLE;
+SELECT who FROM hr_a.outbox;
+SELECT entity_key, event, db_user FROM hr_a.items_s_history WHERE event IS NOT NULL;
