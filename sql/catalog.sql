@@ -210,6 +210,18 @@ BEGIN
                   HINT = 'Use declarative partitioning and attach the machine to the partitioned table.';
     END IF;
 
+    -- A partition attached in this transaction, at any level of a bound
+    -- partitioned table's tree, brought its rows in without the triggers:
+    -- each must hold a state, as at attach (src/ddl_watch.rs).
+    PERFORM fsm.check_new_partitions(b.tbl)
+       FROM (SELECT DISTINCT bb.tbl FROM fsm.binding bb) b
+       JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
+      WHERE t.relkind = 'p'
+        AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                     WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                       AND EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.objid) a
+                                    WHERE a.relid = b.tbl));
+
     -- A key whose type modifier changed (a longer varchar, another numeric
     -- precision) must still fit the history's entity_key. It is not altered
     -- here: this function runs as the extension's owner, and altering the

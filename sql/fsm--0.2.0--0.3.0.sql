@@ -202,6 +202,18 @@ BEGIN
                   HINT = 'Use declarative partitioning and attach the machine to the partitioned table.';
     END IF;
 
+    -- A partition attached in this transaction, at any level of a bound
+    -- partitioned table's tree, brought its rows in without the triggers:
+    -- each must hold a state, as at attach (src/ddl_watch.rs).
+    PERFORM fsm.check_new_partitions(b.tbl)
+       FROM (SELECT DISTINCT bb.tbl FROM fsm.binding bb) b
+       JOIN pg_catalog.pg_class t ON t.oid = b.tbl::pg_catalog.oid
+      WHERE t.relkind = 'p'
+        AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                     WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                       AND EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.objid) a
+                                    WHERE a.relid = b.tbl));
+
     -- A key whose type modifier changed (a longer varchar, another numeric
     -- precision) must still fit the history's entity_key. It is not altered
     -- here: this function runs as the extension's owner, and altering the
@@ -267,3 +279,12 @@ DROP EVENT TRIGGER fsm_follow_table_changes;
 CREATE EVENT TRIGGER fsm_follow_table_changes ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TYPE')
     EXECUTE FUNCTION fsm.follow_table_changes();
+
+-- Called by the DDL event trigger (fsm.follow_table_changes): rows of a
+-- partition attached to a bound table must hold states (src/ddl_watch.rs).
+-- Not for direct use: it reads the table as the extension's owner.
+CREATE FUNCTION fsm.check_new_partitions(tbl regclass) RETURNS void
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_check_new_partitions';
+REVOKE ALL ON FUNCTION fsm.check_new_partitions(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION fsm.check_new_partitions(regclass)
+    IS 'fsm: internal, for the DDL event trigger: checks the rows of partitions attached in this transaction';

@@ -120,3 +120,12 @@ COMMENT ON FUNCTION fsm.pending_timers()
 CREATE VIEW fsm.timers AS SELECT * FROM fsm.pending_timers();
 COMMENT ON VIEW fsm.timers IS 'fsm: pending timeouts: which entity, in which state, fires which event when';
 GRANT SELECT ON fsm.timers TO PUBLIC;
+
+-- Called by the DDL event trigger (fsm.follow_table_changes): rows of a
+-- partition attached to a bound table must hold states (src/ddl_watch.rs).
+-- Not for direct use: it reads the table as the extension's owner.
+CREATE FUNCTION fsm.check_new_partitions(tbl regclass) RETURNS void
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_check_new_partitions';
+REVOKE ALL ON FUNCTION fsm.check_new_partitions(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION fsm.check_new_partitions(regclass)
+    IS 'fsm: internal, for the DDL event trigger: checks the rows of partitions attached in this transaction';

@@ -1,84 +1,69 @@
-//! What the utility hook checks after a statement, for the DDL that the
-//! event triggers (sql/catalog.sql) cannot judge from the catalog alone:
-//! `ALTER TABLE <bound> ATTACH PARTITION p` brings p's rows into a bound
-//! table at once, without its triggers, so each must already hold a state
-//! (as at `attach`); otherwise the statement fails with 23514.
+//! `fsm.check_new_partitions(tbl)`, which the DDL event trigger
+//! (`fsm.follow_table_changes`, sql/catalog.sql) calls after every CREATE
+//! or ALTER TABLE that touched the partition tree of a bound partitioned
+//! table: a partition attached in this transaction (`ATTACH PARTITION`, at
+//! any level of the tree) brought its rows in at once, without the
+//! triggers, so each must already hold a state, as at `attach`; otherwise
+//! the statement fails with 23514.
+//!
+//! In the event trigger rather than in a hook, so it runs in every session
+//! whether or not this library was loaded there before the statement.
+//! Which partitions are new is told by their `pg_inherits` row: written by
+//! the current transaction (`TransactionIdIsCurrentTransactionId`, which
+//! covers subtransactions).
 
 use pgrx::pg_sys;
+use pgrx::IntoDatum;
 
+use crate::args::Args;
 use crate::cache;
-use crate::error::FsmResult;
+use crate::error::{required, FsmResult};
 use crate::machines::check_rows_hold_states;
+use crate::spi_plan::{connected, KeptPlan};
 
-/// After `statement` ran: refuses it when it attached a partition whose
-/// rows are not all in states of the parent's machines.
-///
-/// # Safety
-/// `statement` is the utility statement just executed, in a transaction.
-pub unsafe fn check_after(statement: *mut pg_sys::PlannedStmt) -> FsmResult<()> {
-    // SAFETY: the caller's contract.
-    let Some((parent, partition)) = (unsafe { attached_partition(statement) }) else {
-        return Ok(());
-    };
-    // The library stays loaded in a backend after DROP EXTENSION fsm.
-    // SAFETY: a catalog lookup by name.
-    if unsafe { pg_sys::get_extension_oid(c"fsm".as_ptr(), true) } == pg_sys::InvalidOid {
-        return Ok(());
-    }
-    // The parent may itself be a partition of a bound table (its bindings
-    // are then seen from it): the rows enter the bound table all the same.
-    let bindings = cache::table_bindings(parent)?;
-    for b in bindings.iter() {
-        check_rows_hold_states(partition, &b.column, &b.machine, &b.machine_name)?;
-    }
-    Ok(())
-}
+v1_function!(
+    fsm_check_new_partitions,
+    pg_finfo_fsm_check_new_partitions,
+    check_new_partitions
+);
 
-/// The parent and the partition of an `ALTER TABLE … ATTACH PARTITION`.
-///
-/// # Safety
-/// As [`check_after`].
-unsafe fn attached_partition(
-    statement: *mut pg_sys::PlannedStmt,
-) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
-    // SAFETY: a planned utility statement's node tree, read by node tag.
-    unsafe {
-        let node = (*statement).utilityStmt;
-        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_AlterTableStmt {
-            return None;
+/// `fsm.check_new_partitions(tbl)`: 23514 unless every row of every
+/// partition attached to `tbl`'s tree in this transaction holds a state of
+/// each machine bound to `tbl`.
+unsafe fn check_new_partitions(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
+    // SAFETY: called by the function manager with a valid fcinfo.
+    let args = unsafe { Args::new(fcinfo) };
+    let tbl = required(args.datum(0), "tbl")?;
+    let relid = pg_sys::Oid::from(u32::try_from(tbl.value()).unwrap_or(0));
+    let new_partitions = connected(|| -> FsmResult<Vec<pg_sys::Oid>> {
+        let plan = KeptPlan::prepare(
+            "SELECT i.inhrelid, i.xmin::pg_catalog.text \
+               FROM pg_catalog.pg_partition_tree($1) p \
+               JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) p.relid",
+            &[pg_sys::REGCLASSOID],
+        );
+        let mut found = Vec::new();
+        for row in plan.read_latest(&[relid.into_datum()]) {
+            let (Some(child), Some(xmin)) = (row.oid(1)?, row.text(2)?) else {
+                continue;
+            };
+            let xmin: u32 = xmin.parse().unwrap_or(0);
+            // SAFETY: asks whether an xid is this transaction's (or one of
+            // its subtransactions').
+            if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin.into()) } {
+                found.push(child);
+            }
         }
-        let alter = node.cast::<pg_sys::AlterTableStmt>();
-        let commands = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds);
-        let attach = commands
-            .iter_ptr()
-            .find(|c| (**c).subtype == pg_sys::AlterTableType::AT_AttachPartition)?;
-        let partition_cmd = (*attach).def.cast::<pg_sys::PartitionCmd>();
-        if partition_cmd.is_null() {
-            return None;
+        Ok(found)
+    })?;
+    if new_partitions.is_empty() {
+        return Ok(pg_sys::Datum::from(0));
+    }
+    let bindings = cache::table_bindings(relid)?;
+    for partition in new_partitions {
+        for b in bindings.iter() {
+            check_rows_hold_states(partition, &b.column, &b.machine, &b.machine_name)?;
         }
-        // The statement took its locks on both; the names resolve as they
-        // did for it.
-        let parent = relation_of((*alter).relation)?;
-        let partition = relation_of((*partition_cmd).name)?;
-        Some((parent, partition))
     }
-}
-
-/// # Safety
-/// `name` is NULL or a RangeVar.
-unsafe fn relation_of(name: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: a missing_ok lookup of a RangeVar; no lock is taken.
-    let relid = unsafe {
-        pg_sys::RangeVarGetRelidExtended(
-            name,
-            pg_sys::NoLock as pg_sys::LOCKMODE,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        )
-    };
-    (relid != pg_sys::InvalidOid).then_some(relid)
+    Ok(pg_sys::Datum::from(0))
 }

@@ -328,21 +328,9 @@ unsafe extern "C-unwind" fn process_utility(
     if !unsafe { pg_sys::IsTransactionState() } {
         return;
     }
-    // SAFETY: a planned utility statement; the statement's node tag.
-    let alters_table = unsafe {
-        let node = (*statement).utilityStmt;
-        !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterTableStmt
-    };
-    if HELD_COUNT.with(Cell::get) != 0 || alters_table {
-        let work = move || {
-            if alters_table {
-                // SAFETY: the statement just executed, in a transaction.
-                unsafe { crate::ddl_watch::check_after(statement) }.unwrap_or_else(|e| e.raise());
-            }
-            flush();
-        };
+    if HELD_COUNT.with(Cell::get) != 0 {
         // SAFETY: the rest of this extern function's body.
-        unsafe { crate::boundary::guarded(work) }
+        unsafe { crate::boundary::guarded(flush) }
     }
 }
 

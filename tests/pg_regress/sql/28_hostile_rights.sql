@@ -261,3 +261,25 @@ RESET search_path;
 RESET ROLE;
 SELECT who FROM hr_a.outbox;
 SELECT entity_key, event, db_user FROM hr_a.items_s_history WHERE event IS NOT NULL;
+
+-- ATTACH PARTITION is checked in a session that never loaded fsm too.
+CREATE TABLE hr_parcels_4 (id int PRIMARY KEY, s text);
+INSERT INTO hr_parcels_4 VALUES (300, 'HACKED');
+\c
+\set VERBOSITY terse
+ALTER TABLE hr_parcels_pk ATTACH PARTITION hr_parcels_4 FOR VALUES FROM (300) TO (400);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rows_in_bound_table FROM hr_parcels_pk WHERE id >= 300;
+-- Inside a subtransaction, and for a partition of a partition.
+CREATE TABLE hr_parcels_5 (id int PRIMARY KEY, s text);
+INSERT INTO hr_parcels_5 VALUES (260, 'HACKED');
+BEGIN;
+SAVEPOINT s;
+ALTER TABLE hr_parcels_3 ATTACH PARTITION hr_parcels_5 FOR VALUES FROM (250) TO (300);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- Nobody calls the check directly.
+SET ROLE hr_intruder;
+SELECT fsm.check_new_partitions('hr_parcels_pk');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
