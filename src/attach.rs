@@ -209,25 +209,32 @@ fn attach_column(
     // The triggers fire only when the state IS DISTINCT FROM the old one,
     // compared under the column's collation: a case-insensitive one would
     // let 'draft' become 'Draft' unseen.
-    let nondeterministic = Spi::get_one_with_args::<String>(
-        "SELECT co.collname::pg_catalog.text FROM pg_catalog.pg_attribute a
+    // So would a key's: 'Key1' and 'key1' would be one row to fire and
+    // two entities to the history, whose entity_key compares bytes.
+    let nondeterministic = Spi::get_two_with_args::<String, String>(
+        "SELECT a.attname::pg_catalog.text, co.collname::pg_catalog.text
+           FROM pg_catalog.pg_attribute a
            JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation
-          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
-            AND NOT co.collisdeterministic",
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND NOT co.collisdeterministic
+            AND (a.attname OPERATOR(pg_catalog.=) $2
+                 OR a.attnum OPERATOR(pg_catalog.=) ANY (SELECT i.indkey[0] FROM pg_catalog.pg_index i
+                                                          WHERE i.indrelid OPERATOR(pg_catalog.=) $1
+                                                            AND i.indisprimary))
+          ORDER BY a.attnum LIMIT 1",
         &[tbl.into(), col.into()],
     )
-    .no_row_is_none()?;
-    if let Some(collation) = nondeterministic {
+    .ok();
+    if let Some((Some(column), Some(collation))) = nondeterministic {
         return Err(FsmError::new(
             ErrorKind::FeatureNotSupported,
             format!(
                 "column \"{}\" of \"{}\" has the nondeterministic collation \"{}\"",
-                clip(col),
+                clip(&column),
                 t.display,
                 clip(&collation)
             ),
         )
-        .detail("States are compared byte for byte; under this collation two different states could compare equal and a change go unseen.")
+        .detail("States and keys are compared byte for byte; under this collation two different values could compare equal: a change go unseen, or one entity's history split.")
         .hint("Give the column a deterministic collation (ALTER TABLE … ALTER COLUMN … TYPE text COLLATE \"C\"), then attach."));
     }
     let key = Spi::get_two_with_args::<pg_sys::Oid, i32>(

@@ -14,3 +14,7 @@ CREATE TABLE co_letters (id int PRIMARY KEY, s text COLLATE co_nocase);
 SELECT fsm.attach('co_letters', 's', 'co_doc', protect => true) AS history;
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS bindings FROM fsm.bindings WHERE tbl OPERATOR(pg_catalog.=) 'co_letters'::regclass;
+-- So is a key under one: the history's entity_key compares bytes.
+CREATE TABLE co_codes (code text COLLATE co_nocase PRIMARY KEY, s text);
+SELECT fsm.attach('co_codes', 's', 'co_doc') AS history;
+\echo :LAST_ERROR_SQLSTATE
