@@ -245,6 +245,22 @@ BEGIN
                                            bad.history::pg_catalog.regclass, bad.key_type);
     END IF;
 
+    -- A key whose collation became nondeterministic (attach refuses one):
+    -- 'Key1' and 'key1' would be one row to fire and two entities in the
+    -- history, which compares bytes.
+    SELECT b.tbl, b.col INTO bad
+      FROM fsm.binding b
+      JOIN pg_catalog.pg_index i ON i.indrelid = b.tbl::pg_catalog.oid AND i.indisprimary
+      JOIN pg_catalog.pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
+      JOIN pg_catalog.pg_collation co ON co.oid = k.attcollation
+     WHERE b.tbl::pg_catalog.oid IN (SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c)
+       AND NOT co.collisdeterministic
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the fsm binding of %.% needs a primary key under a deterministic collation', bad.tbl, bad.col
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+
     -- An enum whose label a state uses cannot lose it (ALTER TYPE … RENAME
     -- VALUE): the machine's states are names, and rows could no longer
     -- reach the state, nor be inserted in the initial one.

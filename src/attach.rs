@@ -252,6 +252,20 @@ fn attach_column(
         FsmError::new(ErrorKind::InvalidTableDefinition, format!("\"{}\" has no single-column primary key", t.display))
             .hint("fsm keys history by the primary key: add one, e.g. ALTER TABLE … ADD PRIMARY KEY (id).")
     })?;
+    // An array key cannot be bound as one parameter of its type in the
+    // statements that read many keys at once (they take arrays of keys).
+    // SAFETY: a syscache lookup of a type.
+    if unsafe { pg_sys::get_element_type(key.0) } != pg_sys::InvalidOid {
+        return Err(FsmError::new(
+            ErrorKind::FeatureNotSupported,
+            format!(
+                "the primary key of \"{}\" is of an array type, {}",
+                t.display,
+                sql::qualified_type(key.0, key.1)
+            ),
+        )
+        .hint("Key the table by a scalar column (a surrogate id, say)."));
+    }
     let key_type = sql::qualified_type(key.0, key.1);
     let attached = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM fsm.binding b WHERE b.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1
@@ -289,7 +303,9 @@ fn attach_column(
                                AND g.tgfoid OPERATOR(pg_catalog.=) 'fsm.refuse_history_change()'::pg_catalog.regprocedure)
                 AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
                              WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) 'entity_key'
-                               AND a.atttypid OPERATOR(pg_catalog.=) $3 AND NOT a.attisdropped)
+                               AND a.atttypid OPERATOR(pg_catalog.=) $3 AND NOT a.attisdropped
+                               AND (a.atttypmod OPERATOR(pg_catalog.=) $5
+                                    OR a.atttypmod OPERATOR(pg_catalog.=) -1))
                 AND NOT EXISTS (SELECT FROM fsm.binding b WHERE b.history::pg_catalog.oid OPERATOR(pg_catalog.=) c.oid),
                 c.relowner OPERATOR(pg_catalog.=) $4
                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(c.oid) p
@@ -300,7 +316,13 @@ fn attach_column(
                       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace)
                   ON n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name
                  AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
-        &[t.schema.as_str().into(), history_name.as_str().into(), key.0.into(), t.owner.into()],
+        &[
+            t.schema.as_str().into(),
+            history_name.as_str().into(),
+            key.0.into(),
+            t.owner.into(),
+            key.1.into(),
+        ],
     )?;
     let (taken, kept) = (taken.unwrap_or(false), kept.unwrap_or(false));
     if kept && !owned.unwrap_or(false) {

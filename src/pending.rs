@@ -153,9 +153,9 @@ fn keep(key: pg_sys::Datum, storage: TypeStorage) -> pg_sys::Datum {
 /// while their moves stay. The batches are taken out first, so an
 /// append's own statement (which ends in `ExecutorFinish` too) finds
 /// nothing to do.
-pub fn flush() {
+pub fn flush() -> bool {
     if HELD_COUNT.with(Cell::get) == 0 {
-        return;
+        return false;
     }
     let level = nest_level();
     let batches: Vec<Batch> = HELD.with(|held| {
@@ -173,7 +173,7 @@ pub fn flush() {
     HELD_COUNT.with(|c| c.set(left));
     FLUSH_NEXT.with(|n| n.set(left + FLUSH_AT));
     if batches.is_empty() {
-        return;
+        return false;
     }
     // Before commit (or in a statement whose executor started before this
     // library was loaded, so no hook of ours saw it finish) there is no
@@ -196,6 +196,11 @@ pub fn flush() {
     }
     drop(batches);
     release_keys();
+    // What follows in this transaction (a read function, tick) sees the
+    // rows just appended.
+    // SAFETY: inside a transaction that just wrote.
+    unsafe { pg_sys::CommandCounterIncrement() };
+    true
 }
 
 /// Empties the held keys' context once nothing refers to it.
@@ -282,7 +287,7 @@ unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
     };
     if writes {
         // SAFETY: the rest of this extern function's body.
-        unsafe { crate::boundary::guarded(flush) }
+        unsafe { crate::boundary::guarded(flush) };
     }
 }
 
@@ -297,6 +302,14 @@ unsafe extern "C-unwind" fn process_utility(
     destination: *mut pg_sys::DestReceiver,
     completion: *mut pg_sys::QueryCompletion,
 ) {
+    // Rows earlier statements left held (the statement that loaded this
+    // library ran its executor before the hook existed) are appended
+    // first: a DROP of their table must not find them held.
+    // SAFETY: reads the transaction state.
+    if HELD_COUNT.with(Cell::get) != 0 && unsafe { pg_sys::IsTransactionState() } {
+        // SAFETY: a body of this extern function's, before the chain.
+        unsafe { crate::boundary::guarded(flush) };
+    }
     // SAFETY: as above, the same arguments passed down the chain.
     unsafe {
         match PREVIOUS_UTILITY.with(Cell::get) {
@@ -330,26 +343,35 @@ unsafe extern "C-unwind" fn process_utility(
     }
     if HELD_COUNT.with(Cell::get) != 0 {
         // SAFETY: the rest of this extern function's body.
-        unsafe { crate::boundary::guarded(flush) }
+        unsafe { crate::boundary::guarded(flush) };
     }
 }
 
-#[pgrx::pg_guard]
+/// Not `#[pg_guard]`: a flush's ERROR at commit (a history table's own
+/// trigger refusing) must leave as raised, through the boundary.
 unsafe extern "C-unwind" fn on_xact_event(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
     match event {
-        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            flush();
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE
+            if HELD_COUNT.with(Cell::get) != 0 =>
+        {
+            // SAFETY: this extern function's body.
+            unsafe { crate::boundary::guarded(flush) };
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PREPARE
         | pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            forget_all();
-            crate::transition::forget_unfinished_actions();
+            // SAFETY: this extern function's body.
+            unsafe {
+                crate::boundary::guarded(|| {
+                    forget_all();
+                    crate::transition::forget_unfinished_actions();
+                })
+            };
             crate::boundary::at_transaction_end();
         }
         _ => {}

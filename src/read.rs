@@ -20,6 +20,7 @@
 use std::rc::Rc;
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
 
 use crate::args::Args;
 use crate::binding::{self, Binding, Statement};
@@ -456,10 +457,21 @@ pub unsafe fn materialize(
     let mut prepare = Some(prepare);
     // SAFETY: per the contract.
     unsafe {
-        materialize_each(fcinfo, std::slice::from_ref(&b), |b| {
+        materialize_each(fcinfo, std::slice::from_ref(&b), Failing::Raise, |b| {
             prepare.take().expect("one binding")(b)
         })
     }
+}
+
+/// What [`materialize_each`] does when one binding's query fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Failing {
+    /// The call fails.
+    Raise,
+    /// That binding's rows are left out, with a WARNING naming the table
+    /// and the SQLSTATE: for a view over every table, which one table's
+    /// owner must not break for everyone.
+    Skip,
 }
 
 /// As [`materialize`], one query per binding, their rows in that order.
@@ -469,28 +481,50 @@ pub unsafe fn materialize(
 pub unsafe fn materialize_each<B: std::ops::Deref<Target = Binding>>(
     fcinfo: pg_sys::FunctionCallInfo,
     bindings: &[B],
+    failing: Failing,
     mut prepare: impl FnMut(&Binding) -> FsmResult<Query>,
 ) -> FsmResult<pg_sys::Datum> {
     // SAFETY: per the contract.
     let rsinfo = unsafe { result_set(fcinfo) };
+    // History rows this transaction still holds (see `pending`) are
+    // appended first; the queries then read with the transaction's
+    // snapshot brought up to date (not read-only), so they see them.
+    let fresh = crate::pending::flush();
     connected(|| -> FsmResult<()> {
         for b in bindings {
-            let Some((plan, args)) = prepare(b)? else {
-                continue;
+            let mut read = || -> FsmResult<()> {
+                let Some((plan, args)) = prepare(b)? else {
+                    return Ok(());
+                };
+                let rows =
+                    crate::sql::as_table_owner(b.history_owner, || plan.execute(&args, !fresh));
+                if rows == 0 {
+                    return Ok(());
+                }
+                // SAFETY: SPI_tuptable holds `rows` tuples of one descriptor;
+                // setDesc is the call's result descriptor; the tuplestore
+                // copies each tuple into its own memory once the shapes are
+                // checked equal.
+                unsafe {
+                    let table = pg_sys::SPI_tuptable;
+                    check_shape((*table).tupdesc, rsinfo.setDesc, b)?;
+                    for i in 0..rows as usize {
+                        pg_sys::tuplestore_puttuple(rsinfo.setResult, *(*table).vals.add(i));
+                    }
+                }
+                Ok(())
             };
-            let rows = crate::sql::as_table_owner(b.history_owner, || plan.execute(&args, true));
-            if rows == 0 {
+            if failing == Failing::Raise {
+                read()?;
                 continue;
             }
-            // SAFETY: SPI_tuptable holds `rows` tuples of one descriptor;
-            // setDesc is the call's result descriptor; the tuplestore copies
-            // each tuple into its own memory once the shapes are checked equal.
-            unsafe {
-                let table = pg_sys::SPI_tuptable;
-                check_shape((*table).tupdesc, rsinfo.setDesc, b)?;
-                for i in 0..rows as usize {
-                    pg_sys::tuplestore_puttuple(rsinfo.setResult, *(*table).vals.add(i));
-                }
+            let attempt = crate::savepoint::attempt(|| read().unwrap_or_else(|e| e.raise()));
+            if let Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) = attempt {
+                pgrx::warning!(
+                    "fsm: {} is left out: reading it failed ({})",
+                    b.table,
+                    crate::boundary::sqlstate_of(&e)
+                );
             }
         }
         Ok(())

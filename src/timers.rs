@@ -224,6 +224,8 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
     }
     // SAFETY: reads the statement's start time of a live transaction.
     let now = pg_sys::Datum::from(unsafe { pg_sys::GetCurrentStatementStartTimestamp() });
+    // Rows this transaction still holds are history the timers read.
+    crate::pending::flush();
     let fired = connected(|| -> FsmResult<i64> {
         let mut fired = 0i64;
         for b in timed_bindings(Reach::Tick)? {
@@ -240,8 +242,23 @@ unsafe fn tick(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> {
             // VACUUM and REFRESH MATERIALIZED VIEW run a table's code, never
             // as whoever ticks (a superuser from pg_cron), nor with names
             // resolved through the ticker's search_path.
-            fired +=
-                crate::sql::as_table_owner(b.history_owner, || tick_binding(&b, left, now, shown))?;
+            // One table's timers failing as a whole (its owner revoked its
+            // own grant, a policy raises) is a WARNING; the others fire.
+            let attempt = crate::savepoint::attempt(|| {
+                crate::sql::as_table_owner(b.history_owner, || tick_binding(&b, left, now, shown))
+                    .unwrap_or_else(|e| e.raise())
+            });
+            match attempt {
+                Ok(n) => fired += n,
+                Err(CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) => {
+                    pgrx::warning!(
+                        "fsm: the timers of {} did not fire: reading them failed ({})",
+                        b.table,
+                        crate::boundary::sqlstate_of(&e)
+                    );
+                }
+                Err(panic) => panic.rethrow(),
+            }
         }
         Ok(fired)
     })?;
@@ -584,6 +601,8 @@ unsafe fn pending_timers(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::
         let plan = candidates(b, false, visible.is_some());
         Ok(Some((plan, candidate_args(b, None, None, visible))))
     };
+    // One table's owner (a policy that raises, a revoked grant) must not
+    // break the view for everyone: its rows are left out, with a WARNING.
     // SAFETY: a valid fcinfo of a set-returning call.
-    unsafe { materialize_each(fcinfo, &bindings, prepare) }
+    unsafe { materialize_each(fcinfo, &bindings, crate::read::Failing::Skip, prepare) }
 }

@@ -18,3 +18,8 @@ SELECT count(*) AS bindings FROM fsm.bindings WHERE tbl OPERATOR(pg_catalog.=) '
 CREATE TABLE co_codes (code text COLLATE co_nocase PRIMARY KEY, s text);
 SELECT fsm.attach('co_codes', 's', 'co_doc') AS history;
 \echo :LAST_ERROR_SQLSTATE
+-- ... and a key made so after attach.
+CREATE TABLE co_ids (id text PRIMARY KEY, s text);
+SELECT fsm.attach('co_ids', 's', 'co_doc') AS history;
+ALTER TABLE co_ids ALTER COLUMN id TYPE text COLLATE co_nocase;
+\echo :LAST_ERROR_SQLSTATE

@@ -51,3 +51,15 @@ CREATE EXTENSION fsm;
 SELECT count(*) AS fsm_schemas FROM pg_namespace WHERE nspname = 'fsm';
 \c fsm_regress
 DROP DATABASE fd_latin1;
+
+-- Set-ups whose writes would fail later are refused at attach: an array
+-- key, a kept history whose entity_key is narrower than the key now.
+CREATE TABLE fd_arrays (id int[] PRIMARY KEY, s text);
+SELECT fsm.attach('fd_arrays', 's', 'fd_doc') AS history;
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE fd_tags (tag varchar(5) PRIMARY KEY, s text);
+SELECT fsm.attach('fd_tags', 's', 'fd_doc') AS history;
+SELECT fsm.detach('fd_tags', 's');
+ALTER TABLE fd_tags ALTER COLUMN tag TYPE varchar(50);
+SELECT fsm.attach('fd_tags', 's', 'fd_doc') AS history;
+\echo :LAST_ERROR_SQLSTATE
