@@ -14,7 +14,7 @@ use crate::key::{Key, TypeStorage};
 use crate::machine::{EventId, Machine, StateId};
 use crate::settings;
 use crate::spi_plan::{connected, KeptPlan};
-use crate::sql::as_table_owner;
+use crate::sql::as_history_owner;
 use crate::uuid7;
 
 /// One transition to record. `event` and `from` are `None` for the row
@@ -136,7 +136,9 @@ fn insert_through_spi(b: &Binding, values: impl FnOnce() -> history_insert::Valu
         let args = values();
         // The history table's own code (triggers, rules, policies, CHECK
         // constraints) runs as its owner, with search_path pinned.
-        as_table_owner(b.history_owner, || plan.execute(&args, false));
+        as_history_owner(b.history_owner, b.history_relid, || {
+            plan.execute(&args, false)
+        });
     });
 }
 
@@ -215,7 +217,9 @@ pub fn append_rows(b: &Binding, who: &Who, rows: &[Held]) {
         ];
         // As for one row: the history's code runs as its owner, with
         // search_path pinned.
-        as_table_owner(b.history_owner, || plan.execute(&args, false));
+        as_history_owner(b.history_owner, b.history_relid, || {
+            plan.execute(&args, false)
+        });
     });
 }
 

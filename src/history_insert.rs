@@ -105,7 +105,7 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
         // predicate) run as the owner: with search_path pinned, so a name
         // in them never resolves to what the writer planted on its path.
         // A table as attach made it has none: nothing to pin.
-        if runs_owner_code(relation, result) {
+        if writing_runs_owner_code(relation, result) {
             crate::sql::as_table_owner(b.history_owner, write);
         } else {
             as_user(b.history_owner, Restrict::Restricted, write);
@@ -125,7 +125,10 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
 ///
 /// # Safety
 /// `relation` is open and `result`'s indexes were opened for it.
-unsafe fn runs_owner_code(relation: pg_sys::Relation, result: *mut pg_sys::ResultRelInfo) -> bool {
+unsafe fn writing_runs_owner_code(
+    relation: pg_sys::Relation,
+    result: *mut pg_sys::ResultRelInfo,
+) -> bool {
     // SAFETY: per the contract: the relcache entry and the index infos
     // ExecOpenIndices built stay valid while they are open.
     unsafe {
@@ -139,6 +142,72 @@ unsafe fn runs_owner_code(relation: pg_sys::Relation, result: *mut pg_sys::Resul
                 && (!(*info).ii_Expressions.is_null()
                     || !only_null_tests_of_columns((*info).ii_Predicate))
         })
+    }
+}
+
+/// Whether anything of the history table `relid` runs its owner's code
+/// when a row is written or read as the owner: it is partitioned (its
+/// partitions may add their own), it forces row level security on its
+/// owner, or it has a rule, an INSERT trigger, a CHECK constraint, a
+/// default other than `db_user`'s `CURRENT_USER`, an index expression, or
+/// an index predicate other than `IS NULL` tests of columns. Then that code
+/// runs with `search_path` pinned (`sql::as_table_owner`); a table as attach
+/// made it has none, and spares the cost. `true` when in doubt.
+pub fn runs_owner_code(relid: pg_sys::Oid) -> bool {
+    // SAFETY: the table is opened (locked) and its indexes' relcache
+    // entries pinned while their fields and lists are read; all are closed
+    // before returning.
+    unsafe {
+        // The lock any read or write of it takes anyway, kept to the end of
+        // the transaction; a dropped table raises, as the query would.
+        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let form = &*(*relation).rd_rel;
+        let mut code = form.relkind == pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char
+            || (form.relrowsecurity && form.relforcerowsecurity)
+            || !(*relation).rd_rules.is_null();
+        let triggers = (*relation).trigdesc;
+        if !code && !triggers.is_null() {
+            let t = &*triggers;
+            code = t.trig_insert_before_row
+                || t.trig_insert_after_row
+                || t.trig_insert_instead_row
+                || t.trig_insert_before_statement
+                || t.trig_insert_after_statement;
+        }
+        let constraints = (*(*relation).rd_att).constr;
+        if !code && !constraints.is_null() {
+            let c = &*constraints;
+            let db_user = COLUMNS
+                .iter()
+                .position(|(n, _)| *n == c"db_user")
+                .map(|i| i as i16 + 1);
+            code = c.num_check > 0
+                || (0..c.num_defval as usize).any(|i| Some((*c.defval.add(i)).adnum) != db_user);
+        }
+        if !code {
+            let indexes = pg_sys::RelationGetIndexList(relation);
+            let count = if indexes.is_null() {
+                0
+            } else {
+                (*indexes).length as usize
+            };
+            for i in 0..count {
+                let index = pg_sys::RelationIdGetRelation((*(*indexes).elements.add(i)).oid_value);
+                if index.is_null() {
+                    code = true;
+                    break;
+                }
+                let expressions = pg_sys::RelationGetIndexExpressions(index);
+                let predicate = pg_sys::RelationGetIndexPredicate(index);
+                pg_sys::RelationClose(index);
+                if !expressions.is_null() || !only_null_tests_of_columns(predicate) {
+                    code = true;
+                    break;
+                }
+            }
+        }
+        pg_sys::relation_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE);
+        code
     }
 }
 

@@ -59,19 +59,15 @@ impl KeptPlan {
     fn prepare_with(sql: &str, types: &[pg_sys::Oid], cursor_options: i32) -> KeptPlan {
         let query = CString::new(sql).expect("SQL without NUL bytes");
         let mut types = types.to_vec();
-        // Prepared under search_path = pg_catalog, pg_temp: every name in
-        // our SQL is qualified, and a plan executed as a table's owner
-        // (sql::as_table_owner, under that path) must not be analysed
-        // again as the owner, who may lack the caller's schema rights.
         // SAFETY: query and types outlive the call; SPI copies what it keeps.
-        let plan = crate::sql::with_pinned_search_path(|| unsafe {
+        let plan = unsafe {
             pg_sys::SPI_prepare_cursor(
                 query.as_ptr(),
                 types.len() as i32,
                 types.as_mut_ptr(),
                 cursor_options,
             )
-        });
+        };
         let plan =
             NonNull::new(plan).unwrap_or_else(|| pgrx::error!("fsm: SPI_prepare failed for {sql}"));
         // SAFETY: a freshly prepared, unsaved plan.

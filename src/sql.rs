@@ -193,6 +193,18 @@ pub fn as_table_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     as_user(owner, Restrict::Restricted, || with_pinned_search_path(f))
 }
 
+/// Runs `f` as the history table's owner: with `search_path` pinned when
+/// the table has code of its owner's that the work would run
+/// (`history_insert::runs_owner_code`), as a plain restricted operation
+/// otherwise, which costs less and plans as before.
+pub fn as_history_owner<R>(owner: pg_sys::Oid, history: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    if crate::history_insert::runs_owner_code(history) {
+        as_table_owner(owner, f)
+    } else {
+        as_user(owner, Restrict::Restricted, f)
+    }
+}
+
 /// Runs DDL `f` as `user` with a pinned `search_path` (see
 /// [`with_pinned_search_path`]).
 pub fn ddl_as<R>(user: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
