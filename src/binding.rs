@@ -151,6 +151,10 @@ pub struct Binding {
     /// Who owns the history table: its rows are written and read as that
     /// role, so callers need no grant on it.
     pub history_owner: pg_sys::Oid,
+    /// Whether writing or reading the history as its owner runs the
+    /// owner's code (`history_insert::runs_owner_code`), found on first
+    /// use; any change to the history table reloads the binding.
+    pub history_runs_owner_code: OnceCell<bool>,
     pub protect: bool,
     /// Schema-qualified and quoted, for SQL: the cache outlives any
     /// `search_path` the session sets.
@@ -461,6 +465,7 @@ fn build(relid: pg_sys::Oid, s: StoredBinding) -> FsmResult<Binding> {
         history_table,
         history_relid: s.history_relid,
         history_owner,
+        history_runs_owner_code: OnceCell::new(),
         protect: s.protect,
         key_column,
         notify,

@@ -407,7 +407,7 @@ fn already_done(
     // read under a snapshot taken after the lock: in REPEATABLE READ the
     // transaction's snapshot may predate the request that used the key
     // (which committed while this one waited for the lock).
-    let found = crate::sql::as_history_owner(b.history_owner, b.history_relid, || {
+    let found = crate::sql::as_history_owner(b, || {
         lookup.read_latest(&[idempotency_key.into_datum()]).next()
     });
     let Some(row) = found else {

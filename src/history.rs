@@ -136,9 +136,7 @@ fn insert_through_spi(b: &Binding, values: impl FnOnce() -> history_insert::Valu
         let args = values();
         // The history table's own code (triggers, rules, policies, CHECK
         // constraints) runs as its owner, with search_path pinned.
-        as_history_owner(b.history_owner, b.history_relid, || {
-            plan.execute(&args, false)
-        });
+        as_history_owner(b, || plan.execute(&args, false));
     });
 }
 
@@ -217,9 +215,7 @@ pub fn append_rows(b: &Binding, who: &Who, rows: &[Held]) {
         ];
         // As for one row: the history's code runs as its owner, with
         // search_path pinned.
-        as_history_owner(b.history_owner, b.history_relid, || {
-            plan.execute(&args, false)
-        });
+        as_history_owner(b, || plan.execute(&args, false));
     });
 }
 

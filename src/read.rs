@@ -496,9 +496,7 @@ pub unsafe fn materialize_each<B: std::ops::Deref<Target = Binding>>(
                 let Some((plan, args)) = prepare(b)? else {
                     return Ok(());
                 };
-                let rows = crate::sql::as_history_owner(b.history_owner, b.history_relid, || {
-                    plan.execute(&args, !fresh)
-                });
+                let rows = crate::sql::as_history_owner(b, || plan.execute(&args, !fresh));
                 if rows == 0 {
                     return Ok(());
                 }

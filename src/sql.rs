@@ -197,11 +197,14 @@ pub fn as_table_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// the table has code of its owner's that the work would run
 /// (`history_insert::runs_owner_code`), as a plain restricted operation
 /// otherwise, which costs less and plans as before.
-pub fn as_history_owner<R>(owner: pg_sys::Oid, history: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    if crate::history_insert::runs_owner_code(history) {
-        as_table_owner(owner, f)
+pub fn as_history_owner<R>(b: &crate::binding::Binding, f: impl FnOnce() -> R) -> R {
+    let code = *b
+        .history_runs_owner_code
+        .get_or_init(|| crate::history_insert::runs_owner_code(b.history_relid));
+    if code {
+        as_table_owner(b.history_owner, f)
     } else {
-        as_user(owner, Restrict::Restricted, f)
+        as_user(b.history_owner, Restrict::Restricted, f)
     }
 }
 
