@@ -304,3 +304,27 @@ LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fsm_check_new_partitions';
 REVOKE ALL ON FUNCTION fsm.check_new_partitions(regclass) FROM PUBLIC;
 COMMENT ON FUNCTION fsm.check_new_partitions(regclass)
     IS 'fsm: internal, for the DDL event trigger: checks the rows of partitions attached in this transaction';
+
+-- A row of a partitioned bound table cannot change its key (it would move
+-- between partitions as DELETE + INSERT, past the UPDATE's checks): the
+-- trigger attach now creates on partitioned tables, added to those bound
+-- before.
+DO $upgrade$
+DECLARE
+    t record;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    FOR t IN
+        SELECT DISTINCT b.tbl
+          FROM fsm.binding b
+          JOIN pg_catalog.pg_class c ON c.oid = b.tbl::pg_catalog.oid
+         WHERE c.relkind = 'p'
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                            WHERE g.tgrelid = b.tbl::pg_catalog.oid AND g.tgname = 'zz_fsm_key')
+    LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER zz_fsm_key BEFORE UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION fsm.enforce()',
+            t.tbl);
+    END LOOP;
+END
+$upgrade$;

@@ -457,6 +457,19 @@ fn table_triggers(tbl: pg_sys::Oid, table_sql: &str) -> FsmResult<String> {
         null = any(&|c| format!("NEW.{c} IS NULL")),
         changed = any(&|c| format!("OLD.{c} IS DISTINCT FROM NEW.{c}")),
     ));
+    // A partitioned table: a key change may move the row between
+    // partitions. No WHEN on the key column, which would forbid changing
+    // the key's type (PostgreSQL refuses to alter a column a trigger uses).
+    // SAFETY: a syscache lookup of a live relation.
+    if unsafe { pg_sys::get_rel_relkind(tbl) }
+        == pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char
+    {
+        ddl.push_str(&format!(
+            "CREATE TRIGGER {name} BEFORE UPDATE ON {table_sql}
+                 FOR EACH ROW EXECUTE FUNCTION fsm.enforce();",
+            name = ident(triggers::KEY),
+        ));
+    }
     Ok(ddl)
 }
 

@@ -270,7 +270,11 @@ pub mod triggers {
     pub const FILL: &str = "zz_fsm_fill";
     pub const INSERTED: &str = "zz_fsm_inserted";
     pub const UPDATED: &str = "zz_fsm_updated";
-    pub const ALL: [&str; 3] = [FILL, INSERTED, UPDATED];
+    /// BEFORE UPDATE of a partitioned table: a key change is refused (the
+    /// row would move between partitions as DELETE + INSERT, past the
+    /// UPDATE's checks).
+    pub const KEY: &str = "zz_fsm_key";
+    pub const ALL: [&str; 4] = [FILL, INSERTED, UPDATED, KEY];
 }
 
 /// The first `max` bytes of `s`, cut at a character boundary.

@@ -91,9 +91,39 @@ unsafe fn enforce(fcinfo: pg_sys::FunctionCallInfo) -> FsmResult<pg_sys::Datum> 
                 }
                 std::ptr::null_mut()
             }
+            (true, pg_sys::TRIGGER_EVENT_BEFORE, pg_sys::TRIGGER_EVENT_UPDATE) => {
+                // On a partitioned bound table: a row whose key changes may
+                // move between partitions as DELETE + INSERT, which no
+                // UPDATE check sees. A NULL key is PostgreSQL's to refuse.
+                // SAFETY: the old and new rows of this relation.
+                let (old, new) = unsafe {
+                    (
+                        Row::new(td.tg_trigtuple, desc),
+                        Row::new(td.tg_newtuple, desc),
+                    )
+                };
+                if let Some(b) = bindings.first() {
+                    if let (Some(before), Some(after)) = (old.key_if_any(b), new.key_if_any(b)) {
+                        if !b.key.equal(before, after) {
+                            FsmError::new(
+                                ErrorKind::FeatureNotSupported,
+                                format!(
+                                    "the key of a row of {} cannot change while a machine is attached to it",
+                                    b.table
+                                ),
+                            )
+                            .detail("The row would move between partitions unchecked, and its history is keyed by it.")
+                            .hint("Insert a new row and move the old one to a final state instead.")
+                            .located(b.fields(None))
+                            .raise()
+                        }
+                    }
+                }
+                td.tg_newtuple
+            }
             _ => return Err(FsmError::new(
                 ErrorKind::WrongObjectType,
-                "fsm.enforce() runs BEFORE INSERT, AFTER INSERT or AFTER UPDATE, FOR EACH ROW; \
+                "fsm.enforce() runs BEFORE INSERT, AFTER INSERT, AFTER UPDATE or BEFORE UPDATE, FOR EACH ROW; \
                  run fsm.detach() and fsm.attach() to recreate its triggers",
             )),
         };
@@ -134,6 +164,17 @@ impl Row {
     /// The row's key. PostgreSQL's NOT NULL check of the primary key runs
     /// before AFTER triggers; a NULL is still refused (23502) here rather
     /// than read, should a key column ever reach us without it.
+    /// The row's key, `None` when NULL.
+    fn key_if_any(self, b: &Binding) -> Option<Key> {
+        let mut is_null = false;
+        // SAFETY: key_attnum is the primary key column of this relation.
+        let datum = unsafe {
+            pg_sys::heap_getattr(self.tuple, b.key_attnum as i32, self.desc, &mut is_null)
+        };
+        // SAFETY: a datum of the key column, of the key type.
+        (!is_null).then(|| unsafe { Key::of_key_type(datum) })
+    }
+
     fn key(self, b: &Binding) -> Key {
         let mut is_null = false;
         // SAFETY: key_attnum is the primary key column of this relation.

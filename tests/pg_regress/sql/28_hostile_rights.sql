@@ -283,3 +283,27 @@ SET ROLE hr_intruder;
 SELECT fsm.check_new_partitions('hr_parcels_pk');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+
+-- A row of a partitioned bound table cannot change its key: it would move
+-- between partitions as DELETE + INSERT, past every check (a final state
+-- reset to the initial one, protect included).
+SELECT fsm.create_machine('hr_vault', '{
+  "states": {"open": {"initial": true}, "sealed": {"final": true}},
+  "events": {"seal": {"from": "open", "to": "sealed"}}}') AS version;
+CREATE TABLE hr_vaults (id int PRIMARY KEY, s text) PARTITION BY RANGE (id);
+CREATE TABLE hr_vaults_1 PARTITION OF hr_vaults FOR VALUES FROM (0) TO (100);
+CREATE TABLE hr_vaults_2 PARTITION OF hr_vaults FOR VALUES FROM (100) TO (200);
+SELECT fsm.attach('hr_vaults', 's', 'hr_vault', protect => true) AS history;
+INSERT INTO hr_vaults VALUES (1);
+SELECT fsm.fire('hr_vaults', 1, 'seal');
+GRANT SELECT, UPDATE ON hr_vaults TO hr_intruder;
+SET ROLE hr_intruder;
+UPDATE hr_vaults SET id = 101, s = 'open' WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE hr_vaults SET id = 2 WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT id, s FROM hr_vaults;
+-- An UPDATE that names the key with its own value is no change.
+UPDATE hr_vaults SET id = 1 WHERE id = 1;
+SELECT event, to_state FROM fsm.history('hr_vaults', 1);
