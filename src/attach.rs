@@ -252,10 +252,11 @@ fn attach_column(
         FsmError::new(ErrorKind::InvalidTableDefinition, format!("\"{}\" has no single-column primary key", t.display))
             .hint("fsm keys history by the primary key: add one, e.g. ALTER TABLE … ADD PRIMARY KEY (id).")
     })?;
-    // An array key cannot be bound as one parameter of its type in the
-    // statements that read many keys at once (they take arrays of keys).
-    // SAFETY: a syscache lookup of a type.
-    if unsafe { pg_sys::get_element_type(key.0) } != pg_sys::InvalidOid {
+    // An array key (or a domain over one) cannot be bound as one parameter
+    // of its type in the statements that read many keys at once (they take
+    // arrays of keys).
+    // SAFETY: syscache lookups of a type.
+    if unsafe { pg_sys::get_element_type(pg_sys::getBaseType(key.0)) } != pg_sys::InvalidOid {
         return Err(FsmError::new(
             ErrorKind::FeatureNotSupported,
             format!(

@@ -138,9 +138,11 @@ unsafe fn writing_runs_owner_code(
         }
         (0..(*result).ri_NumIndices as usize).any(|i| {
             let info = *(*result).ri_IndexRelationInfo.add(i);
-            !info.is_null()
+            let index = *(*result).ri_IndexRelationDescs.add(i);
+            (!info.is_null()
                 && (!(*info).ii_Expressions.is_null()
-                    || !only_null_tests_of_columns((*info).ii_Predicate))
+                    || !only_null_tests_of_columns((*info).ii_Predicate)))
+                || (!index.is_null() && has_custom_family(index))
         })
     }
 }
@@ -149,8 +151,9 @@ unsafe fn writing_runs_owner_code(
 /// when a row is written or read as the owner: it is partitioned (its
 /// partitions may add their own), it forces row level security on its
 /// owner, or it has a rule, an INSERT trigger, a CHECK constraint, a
-/// default other than `db_user`'s `CURRENT_USER`, an index expression, or
-/// an index predicate other than `IS NULL` tests of columns. Then that code
+/// default other than `db_user`'s `CURRENT_USER`, a column of a domain
+/// type, an index expression, an index predicate other than `IS NULL`
+/// tests of columns, or an index whose operator family is not built in. Then that code
 /// runs with `search_path` pinned (`sql::as_table_owner`); a table as attach
 /// made it has none, and spares the cost. `true` when in doubt.
 pub fn runs_owner_code(relid: pg_sys::Oid) -> bool {
@@ -184,6 +187,16 @@ pub fn runs_owner_code(relid: pg_sys::Oid) -> bool {
             code = c.num_check > 0
                 || (0..c.num_defval as usize).any(|i| Some((*c.defval.add(i)).adnum) != db_user);
         }
+        // A domain's CHECK runs on every value written into its column.
+        if !code {
+            let desc = (*relation).rd_att;
+            code = (0..(*desc).natts as usize).any(|i| {
+                let attribute = &*(*desc).attrs.as_ptr().add(i);
+                !attribute.attisdropped
+                    && pg_sys::get_typtype(attribute.atttypid)
+                        == pg_sys::TYPTYPE_DOMAIN as std::ffi::c_char
+            });
+        }
         if !code {
             let indexes = pg_sys::RelationGetIndexList(relation);
             let count = if indexes.is_null() {
@@ -199,8 +212,13 @@ pub fn runs_owner_code(relid: pg_sys::Oid) -> bool {
                 }
                 let expressions = pg_sys::RelationGetIndexExpressions(index);
                 let predicate = pg_sys::RelationGetIndexPredicate(index);
+                // An operator family that is not built in (a key type of
+                // someone's, a custom operator class) compares with its
+                // owner's functions.
+                let custom_family = has_custom_family(index);
                 pg_sys::RelationClose(index);
-                if !expressions.is_null() || !only_null_tests_of_columns(predicate) {
+                if custom_family || !expressions.is_null() || !only_null_tests_of_columns(predicate)
+                {
                     code = true;
                     break;
                 }
@@ -208,6 +226,21 @@ pub fn runs_owner_code(relid: pg_sys::Oid) -> bool {
         }
         pg_sys::relation_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE);
         code
+    }
+}
+
+/// Whether an index compares with an operator family that is not built in
+/// (a key type of someone's, a custom operator class): its functions are
+/// its owner's code.
+///
+/// # Safety
+/// `index` is an open index relation.
+unsafe fn has_custom_family(index: pg_sys::Relation) -> bool {
+    // SAFETY: an open index's pg_index row and per-key-column families.
+    unsafe {
+        let key_columns = (*(*index).rd_index).indnkeyatts as usize;
+        (0..key_columns)
+            .any(|k| u32::from(*(*index).rd_opfamily.add(k)) >= pg_sys::FirstNormalObjectId)
     }
 }
 

@@ -259,6 +259,27 @@ UPDATE hr_a.orders SET s = 'sent' WHERE id = 1;
 UPDATE hr_a.items SET s = 'sent' WHERE id = 1;
 RESET search_path;
 RESET ROLE;
+-- ... and a domain's CHECK on a history column.
+SET ROLE hr_alice;
+CREATE TABLE hr_a.notes (id int PRIMARY KEY, s text);
+SELECT fsm.attach('hr_a.notes', 's', 'hr_doc') AS history;
+CREATE FUNCTION hr_a.fine(x text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN length(x) >= 0;
+END $$;
+CREATE DOMAIN hr_a.checked_text AS text CHECK (hr_a.fine(VALUE));
+ALTER TABLE hr_a.notes_s_history ALTER COLUMN actor TYPE hr_a.checked_text;
+INSERT INTO hr_a.notes VALUES (1);
+GRANT SELECT, UPDATE ON hr_a.notes TO hr_bob;
+RESET ROLE;
+SET ROLE hr_bob;
+SET search_path = hr_b, pg_catalog;
+SET fsm.actor = 'bob';
+UPDATE hr_a.notes SET s = 'sent' WHERE id = 1;
+RESET fsm.actor;
+RESET search_path;
+RESET ROLE;
+SELECT entity_key, event, actor FROM hr_a.notes_s_history WHERE event IS NOT NULL;
 SELECT who FROM hr_a.outbox;
 SELECT entity_key, event, db_user FROM hr_a.items_s_history WHERE event IS NOT NULL;
 

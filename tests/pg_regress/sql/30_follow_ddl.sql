@@ -57,6 +57,10 @@ DROP DATABASE fd_latin1;
 CREATE TABLE fd_arrays (id int[] PRIMARY KEY, s text);
 SELECT fsm.attach('fd_arrays', 's', 'fd_doc') AS history;
 \echo :LAST_ERROR_SQLSTATE
+CREATE DOMAIN fd_ids AS int[];
+CREATE TABLE fd_arrays2 (id fd_ids PRIMARY KEY, s text);
+SELECT fsm.attach('fd_arrays2', 's', 'fd_doc') AS history;
+\echo :LAST_ERROR_SQLSTATE
 CREATE TABLE fd_tags (tag varchar(5) PRIMARY KEY, s text);
 SELECT fsm.attach('fd_tags', 's', 'fd_doc') AS history;
 SELECT fsm.detach('fd_tags', 's');
