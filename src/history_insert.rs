@@ -189,9 +189,8 @@ pub fn runs_owner_code(relid: pg_sys::Oid) -> bool {
         }
         // A domain's CHECK runs on every value written into its column.
         if !code {
-            let desc = (*relation).rd_att;
-            code = (0..(*desc).natts as usize).any(|i| {
-                let attribute = &*(*desc).attrs.as_ptr().add(i);
+            let desc = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att);
+            code = desc.iter().any(|attribute| {
                 !attribute.attisdropped
                     && pg_sys::get_typtype(attribute.atttypid)
                         == pg_sys::TYPTYPE_DOMAIN as std::ffi::c_char
