@@ -25,7 +25,6 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use crate::binding::Binding;
-use crate::sql::{as_user, Restrict};
 
 /// The history table's columns as `attach` creates them; `None` stands for
 /// the key type.
@@ -102,14 +101,9 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
             }
         };
         // The owner's expressions (a CHECK, an index expression or
-        // predicate) run as the owner: with search_path pinned, so a name
-        // in them never resolves to what the writer planted on its path.
-        // A table as attach made it has none: nothing to pin.
-        if writing_runs_owner_code(relation, result) {
-            crate::sql::as_table_owner(b.history_owner, write);
-        } else {
-            as_user(b.history_owner, Restrict::Restricted, write);
-        }
+        // predicate) run as the owner, with search_path pinned when the
+        // table has any (decided once per binding load: runs_owner_code).
+        crate::sql::as_history_owner(b, write);
         close_indexes(result);
         pg_sys::ExecResetTupleTable((*estate).es_tupleTable, false);
         pg_sys::MemoryContextSwitchTo(saved);
@@ -117,34 +111,6 @@ pub fn insert(b: &Binding, values: impl FnOnce() -> Values) -> bool {
         pg_sys::table_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
     true
-}
-
-/// Whether writing a row evaluates expressions of the table's owner: CHECK
-/// constraints, index expressions, or index predicates other than the
-/// `IS NOT NULL` tests of columns that attach's own partial index has.
-///
-/// # Safety
-/// `relation` is open and `result`'s indexes were opened for it.
-unsafe fn writing_runs_owner_code(
-    relation: pg_sys::Relation,
-    result: *mut pg_sys::ResultRelInfo,
-) -> bool {
-    // SAFETY: per the contract: the relcache entry and the index infos
-    // ExecOpenIndices built stay valid while they are open.
-    unsafe {
-        let constraints = (*(*relation).rd_att).constr;
-        if !constraints.is_null() && (*constraints).num_check > 0 {
-            return true;
-        }
-        (0..(*result).ri_NumIndices as usize).any(|i| {
-            let info = *(*result).ri_IndexRelationInfo.add(i);
-            let index = *(*result).ri_IndexRelationDescs.add(i);
-            (!info.is_null()
-                && (!(*info).ii_Expressions.is_null()
-                    || !only_null_tests_of_columns((*info).ii_Predicate)))
-                || (!index.is_null() && has_custom_family(index))
-        })
-    }
 }
 
 /// Whether anything of the history table `relid` runs its owner's code
